@@ -1,0 +1,5 @@
+import sys
+
+from mimmx.cli import main
+
+sys.exit(main())

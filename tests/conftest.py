@@ -1,0 +1,27 @@
+"""Shared fixtures. Real data comes from $MIMMX_DATA (the Makefile points it at ../shared/data).
+
+Tests that need the real datasets skip when they are absent on a user's machine, but fail in
+CI (``CI`` set), where a skip would hide a broken set-up. No test ever downloads.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def real_data():
+    """The folder holding verified MNIST and Fashion-MNIST files, or skip (fail in CI)."""
+    from mimmx import data
+
+    for name in data.DATASETS:
+        states = {s.state for s in data.file_status(name)}
+        if states != {"verified"}:
+            msg = (f"{name} not available ({states}); set MIMMX_DATA or run "
+                   "`python -m mimmx data download`")
+            if os.environ.get("CI"):
+                pytest.fail(msg)
+            pytest.skip(msg)
+    return data.file_status("mnist")[0].path.parent.parent
