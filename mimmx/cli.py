@@ -1,61 +1,29 @@
 """Command line: ``python -m mimmx COMMAND ...`` (also installed as ``mimmx``).
 
-Each command lives in a small function here that calls the library; the library never
-prints. Expected failures (missing data, bad config) print one clear message and exit 2.
+Each command lives beside the code it drives, in a module with ``register(subparsers)``;
+this file only lists them. The library never prints; expected failures (missing data, a bad
+config, an impossible scenario) print one clear message and exit with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
+from mimmx.errors import UserError
 
-class UserError(Exception):
-    """An error whose message is the whole story for the user (no traceback)."""
-
-
-def cmd_data(args: argparse.Namespace) -> int:
-    from mimmx import data
-
-    names = args.datasets or sorted(data.DATASETS)
-    if args.action == "download":
-        for name in names:
-            statuses = data.file_status(name, args.root)
-            if all(s.state == "verified" for s in statuses):
-                print(f"{name}: already present and verified in {statuses[0].path.parent}")
-                continue
-            bad = [s for s in statuses if s.state == "corrupted"]
-            if bad:
-                raise UserError(
-                    f"{name}: corrupted file(s) {', '.join(str(s.path) for s in bad)}; "
-                    "delete them first, then download again"
-                )
-            target = data.download(name, args.root)
-            print(f"{name}: downloaded and verified in {target}")
-        return 0
-
-    print("searched, in order: " + ", ".join(str(r) for r in data.search_roots(args.root)))
-    ok = True
-    for name in names:
-        for s in data.file_status(name, args.root):
-            where = str(s.path) if s.path else "-"
-            print(f"{name:14s} {s.stem:26s} {s.state:9s} {where}")
-            ok &= s.state == "verified"
-    if not ok:
-        print("some files are missing or corrupted: run `python -m mimmx data download` "
-              f"or set {data.ENV_VAR} to a folder that has them", file=sys.stderr)
-    return 0 if ok else 1
+# one line per command module, in the order `--help` lists them
+COMMANDS = [
+    "mimmx.data.cli",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mimmx", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("data", help="list the datasets, where they were found and whether they verify")
-    p.add_argument("action", nargs="?", choices=["list", "download"], default="list")
-    p.add_argument("--root", help="data folder to search first (default: $MIMMX_DATA, then ./data)")
-    p.add_argument("--dataset", dest="datasets", action="append", help="limit to one dataset (repeatable)")
-    p.set_defaults(func=cmd_data)
+    for module in COMMANDS:
+        importlib.import_module(module).register(sub)
     return parser
 
 
