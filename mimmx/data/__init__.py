@@ -2,11 +2,13 @@
 
 from mimmx.data.datasets import (
     DATASETS,
+    CACHE_ENV_VAR,
     ENV_VAR,
     DatasetCorruptedError,
     DatasetNotFoundError,
     FileStatus,
     Split,
+    cache_dir,
     download,
     file_status,
     load,
@@ -16,7 +18,7 @@ from mimmx.data.datasets import (
 from mimmx.data.idx import IDXFormatError, parse_idx, read_idx, write_idx
 
 __all__ = [
-    "DATASETS", "ENV_VAR", "DatasetCorruptedError", "DatasetNotFoundError", "FileStatus", "Split",
+    "CACHE_ENV_VAR", "DATASETS", "ENV_VAR", "cache_dir", "DatasetCorruptedError", "DatasetNotFoundError", "FileStatus", "Split",
     "download", "file_status", "load", "locate", "search_roots",
     "IDXFormatError", "parse_idx", "read_idx", "write_idx",
 ]

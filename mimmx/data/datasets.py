@@ -21,6 +21,7 @@ import torch
 from mimmx.data.idx import IDXFormatError, read_idx
 
 ENV_VAR = "MIMMX_DATA"
+CACHE_ENV_VAR = "MIMMX_CACHE"
 SPLITS = ("train", "test")
 _STEM = {"train": "train", "test": "t10k"}
 
@@ -102,6 +103,15 @@ def search_roots(root: str | Path | None = None) -> list[Path]:
             seen.add(p)
             out.append(p)
     return out
+
+
+def cache_dir(*parts: str) -> Path:
+    """A writable folder for derived caches (Morpho-MNIST table, results): ``$MIMMX_CACHE``,
+    else ``./data/cache``. ``$MIMMX_DATA`` may be read-only, so caches never go there."""
+    base = Path(os.environ.get(CACHE_ENV_VAR) or "data/cache").expanduser().resolve()
+    path = base.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def default_download_root(root: str | Path | None = None) -> Path:
