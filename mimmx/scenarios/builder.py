@@ -1,0 +1,288 @@
+"""The general scenario builder: a primary label y and N spurious factors z_1..z_N, drawn
+independently given y, turned into a confounded training set and three test sets.
+
+For every split the joint distribution is P(y) · Π_i P_s(z_i | y), with
+    training / selection / validation:  P_s(z_i | y) = P(z_i | y)
+    inverted:                            P_s(z_i | y) = (1 − P(z_i | y)) / (K_i − 1)
+                                         (binary: P(1 − z_i | y), every association flipped)
+    balanced:                            P_s(z_i | y) = 1 / K_i
+The counts of every cell (y, z_1..z_N) are n · P rounded by largest remainder, so the
+contingency tables are exact, not sampled. ``train`` and ``selection`` (the confounded split
+for model selection) come from the official train split; ``validation``, ``inverted`` and
+``balanced`` from the official test split. No image is in two splits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mimmx import data
+from mimmx.errors import UserError
+from mimmx.scenarios.factors import INDUCED, NATURAL, Context, check_factor_source
+
+TEST_SETS = ("validation", "inverted", "balanced")
+SPLITS = ("train", "selection", *TEST_SETS)
+
+
+class InfeasibleScenarioError(UserError, ValueError):
+    """The requested distribution cannot be built (bad table, too few images for a cell)."""
+
+
+@dataclass(frozen=True)
+class FactorSpec:
+    """One spurious factor z_i.
+
+    Give its association with y either as ``r`` (binary: P(z = y) = r; K values: P(z = k | y = k)
+    = r, the rest spread evenly) or as the joint ``table`` P(y, z) (rows y, columns z).
+    ``kind="induced"``: ``source`` names a transform in ``INDUCED``; ``kind="natural"``: an
+    attribute in ``NATURAL``, binarised as z = attribute > threshold (``threshold`` if given,
+    else the ``quantile`` of the attribute over the official train split).
+    """
+
+    name: str
+    kind: str
+    source: str
+    r: float | None = None
+    table: tuple[tuple[float, ...], ...] | None = None
+    threshold: float | None = None
+    quantile: float = 0.5
+    analogue: str = ""  # the medical factor it stands for, e.g. "sex"
+
+
+@dataclass(frozen=True)
+class ScenarioSpec:
+    name: str
+    dataset: str
+    factors: tuple[FactorSpec, ...]
+    y_groups: tuple[tuple[int, ...], ...] | None = None  # y = index of the group holding the class
+    y_names: tuple[str, ...] | None = None
+    p_y: tuple[float, ...] | None = None  # default: uniform (or the tables' row sums)
+    n_train: int = 20000
+    n_selection: int = 2000
+    n_test: int = 3000  # per test set
+    story: str = ""
+
+
+@dataclass
+class SplitData:
+    x: torch.Tensor  # (n, 28, 28) uint8
+    y: torch.Tensor  # (n,) int64
+    z: torch.Tensor  # (n, N) int64
+    index: torch.Tensor  # (n,) index into the official split `source`
+    source: str  # "train" | "test"
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def to(self, device) -> SplitData:
+        return SplitData(self.x.to(device), self.y.to(device), self.z.to(device), self.index, self.source)
+
+
+@dataclass
+class Scenario:
+    spec: ScenarioSpec
+    seed: int
+    splits: dict[str, SplitData]
+    n_y: int
+    z_values: list[tuple[str, ...]]  # names of each factor's values
+    cond: list[np.ndarray]  # P(z_i | y), (n_y, K_i), of the training distribution
+    p_y: np.ndarray
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def factor_names(self) -> list[str]:
+        return [f.name for f in self.spec.factors]
+
+    @property
+    def n_z(self) -> list[int]:
+        return [len(v) for v in self.z_values]
+
+    @property
+    def y_names(self) -> tuple[str, ...]:
+        return self.spec.y_names or tuple(str(k) for k in range(self.n_y))
+
+    def contingency(self, splits=None) -> pd.DataFrame:
+        """Tidy table of counts and ratios of (y, z_i) per split and factor."""
+        rows = []
+        for s in splits or self.splits:
+            d = self.splits[s]
+            for i, f in enumerate(self.spec.factors):
+                k = self.n_z[i]
+                counts = torch.bincount(d.y * k + d.z[:, i], minlength=self.n_y * k).view(self.n_y, k)
+                for yv in range(self.n_y):
+                    for zv in range(k):
+                        c = int(counts[yv, zv])
+                        rows.append({"split": s, "factor": f.name, "y": self.y_names[yv],
+                                     "z": self.z_values[i][zv], "count": c, "ratio": c / max(len(d), 1)})
+        return pd.DataFrame(rows)
+
+
+# --- distributions ------------------------------------------------------------------------
+
+def _conditionals(spec: ScenarioSpec, n_y: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """P(y) and P(z_i | y) for every factor, validated."""
+    p_y = None if spec.p_y is None else np.asarray(spec.p_y, dtype=float)
+    cond = []
+    for f in spec.factors:
+        k = INDUCED[f.source].n_values if f.kind == "induced" else 2
+        if (f.r is None) == (f.table is None):
+            raise InfeasibleScenarioError(f"factor {f.name!r}: give exactly one of r or table")
+        if f.r is not None:
+            if not 0.0 <= f.r <= 1.0:
+                raise InfeasibleScenarioError(f"factor {f.name!r}: r = {f.r} is outside [0, 1]")
+            if k != n_y:
+                raise InfeasibleScenarioError(
+                    f"factor {f.name!r}: r needs as many z values as y classes ({k} vs {n_y}); give a table")
+            c = np.full((n_y, k), (1.0 - f.r) / (k - 1))
+            np.fill_diagonal(c, f.r)
+        else:
+            t = np.asarray(f.table, dtype=float)
+            if t.shape != (n_y, k):
+                raise InfeasibleScenarioError(
+                    f"factor {f.name!r}: table has shape {t.shape}, expected {(n_y, k)} (rows y, columns z)")
+            if (t < 0).any():
+                raise InfeasibleScenarioError(f"factor {f.name!r}: table has a negative cell")
+            if abs(t.sum() - 1.0) > 1e-6:
+                raise InfeasibleScenarioError(f"factor {f.name!r}: table sums to {t.sum():.4f}, not 1")
+            rows = t.sum(1)
+            if (rows == 0).any():
+                raise InfeasibleScenarioError(f"factor {f.name!r}: table row y={int(np.argmin(rows))} is empty")
+            if p_y is not None and not np.allclose(rows, p_y, atol=1e-6):
+                raise InfeasibleScenarioError(
+                    f"factor {f.name!r}: table rows give P(y) = {rows.round(4).tolist()}, "
+                    f"but P(y) = {np.round(p_y, 4).tolist()} elsewhere")
+            p_y = rows
+            c = t / rows[:, None]
+        cond.append(c)
+    if p_y is None:
+        p_y = np.full(n_y, 1.0 / n_y)
+    if p_y.shape != (n_y,) or abs(p_y.sum() - 1) > 1e-6 or (p_y < 0).any():
+        raise InfeasibleScenarioError(f"P(y) = {p_y.tolist()} is not a distribution over {n_y} classes")
+    return p_y, cond
+
+
+def split_conditionals(cond: list[np.ndarray], split: str) -> list[np.ndarray]:
+    """P_s(z_i | y) of a split (see the module docstring)."""
+    if split == "inverted":
+        return [(1.0 - c) / (c.shape[1] - 1) for c in cond]
+    if split == "balanced":
+        return [np.full_like(c, 1.0 / c.shape[1]) for c in cond]
+    return cond
+
+
+def cell_counts(n: int, p_y: np.ndarray, cond: list[np.ndarray]) -> dict[tuple[int, ...], int]:
+    """Counts per cell (y, z_1..z_N) summing to n: n · P(y) Π P(z_i|y), largest remainder."""
+    cells = list(itertools.product(range(len(p_y)), *[range(c.shape[1]) for c in cond]))
+    p = np.array([p_y[c[0]] * np.prod([cond[i][c[0], zi] for i, zi in enumerate(c[1:])]) for c in cells])
+    exact = n * p
+    counts = np.floor(exact).astype(int)
+    order = np.argsort(-(exact - counts), kind="stable")
+    counts[order[: n - counts.sum()]] += 1
+    return {c: int(k) for c, k in zip(cells, counts) if k > 0}
+
+
+# --- building -----------------------------------------------------------------------------
+
+def _generator(seed: int, *parts: str) -> torch.Generator:
+    digest = hashlib.sha256(":".join([str(seed), *parts]).encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
+
+
+def _labels_y(spec: ScenarioSpec, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Primary label per image (-1: the class is in no group and is not used)."""
+    if spec.y_groups is None:
+        return labels.clone(), int(labels.max()) + 1
+    lut = torch.full((int(labels.max()) + 1,), -1, dtype=torch.long)
+    for g, classes in enumerate(spec.y_groups):
+        lut[list(classes)] = g
+    return lut[labels], len(spec.y_groups)
+
+
+def build(spec: ScenarioSpec, seed: int = 0, root=None) -> Scenario:
+    """Build every split of ``spec`` deterministically from ``seed``."""
+    for f in spec.factors:
+        check_factor_source(f.kind, f.source, spec.dataset, f.name)
+    base = {s: data.load(spec.dataset, s, root) for s in ("train", "test")}
+    y_all = {}
+    for s in base:
+        y_all[s], n_y = _labels_y(spec, base[s].labels)
+    p_y, cond = _conditionals(spec, n_y)
+
+    # natural attributes: measured on the plain images, thresholds from the official train split
+    natural = [i for i, f in enumerate(spec.factors) if f.kind == "natural"]
+    z_nat = {s: torch.zeros(len(base[s].labels), len(spec.factors), dtype=torch.long) for s in base}
+    thresholds = {}
+    for i in natural:
+        f = spec.factors[i]
+        values = {s: NATURAL[f.source](base[s].images, Context(spec.dataset, s, torch.arange(len(base[s].labels)),
+                                                                _generator(seed, "natural")))
+                  for s in base}
+        thr = f.threshold if f.threshold is not None else float(
+            torch.quantile(values["train"][y_all["train"] >= 0].double(), f.quantile))
+        thresholds[f.name] = thr
+        for s in base:
+            z_nat[s][:, i] = (values[s] > thr).long()
+
+    plan = [("train", "train", spec.n_train), ("selection", "train", spec.n_selection),
+            *[(t, "test", spec.n_test) for t in TEST_SETS]]
+    used = {s: torch.zeros(len(base[s].labels), dtype=torch.bool) for s in base}
+    splits = {}
+    for name, source, n in plan:
+        splits[name] = _draw(spec, name, source, n, seed, base[source], y_all[source], z_nat[source],
+                             used[source], p_y, split_conditionals(cond, name), natural)
+    z_values = [INDUCED[f.source].values if f.kind == "induced" else (f"{f.source} low", f"{f.source} high")
+                for f in spec.factors]
+    return Scenario(spec, seed, splits, n_y, z_values, cond, p_y, thresholds)
+
+
+def _draw(spec, name, source, n, seed, base, y_all, z_nat, used, p_y, cond, natural) -> SplitData:
+    """Pick images for every cell of one split, mark them used, and apply the induced factors."""
+    counts = cell_counts(n, p_y, cond)
+    gen = _generator(seed, spec.name, name)
+    perm = torch.randperm(len(y_all), generator=gen)
+    # the pool key of an image: y and its natural factor values (induced ones are assigned freely)
+    key_of = y_all.clone()
+    for i in natural:
+        key_of = key_of * 2 + z_nat[:, i]
+    order = perm[~used[perm] & (y_all[perm] >= 0)]
+    taken_idx, taken_cell = [], []
+    needed: dict[int, list[tuple[int, ...]]] = {}
+    for cell, k in counts.items():
+        key = cell[0]
+        for i in natural:
+            key = key * 2 + cell[1 + i]
+        needed.setdefault(key, []).extend([cell] * k)
+    for key, cells in needed.items():
+        pool = order[key_of[order] == key]
+        if len(pool) < len(cells):
+            cell = cells[0]
+            desc = ", ".join([f"y={spec.y_names[cell[0]] if spec.y_names else cell[0]}"] +
+                             [f"{spec.factors[i].name}={cell[1 + i]}" for i in natural])
+            raise InfeasibleScenarioError(
+                f"scenario {spec.name!r}, split {name!r}: the cell ({desc}) needs {len(cells)} images but "
+                f"only {len(pool)} unused {source}-split images have these labels; lower n_"
+                f"{'test' if source == 'test' else name} or soften the factor's table")
+        # shuffle the cells so that induced values are assigned at random within the pool
+        cell_perm = torch.randperm(len(cells), generator=gen).tolist()
+        taken_idx.append(pool[: len(cells)])
+        taken_cell.extend(cells[j] for j in cell_perm)
+    index = torch.cat(taken_idx)
+    cells = torch.tensor(taken_cell, dtype=torch.long)
+    shuffle = torch.randperm(len(index), generator=gen)
+    index, cells = index[shuffle], cells[shuffle]
+    used[index] = True
+
+    y, z = cells[:, 0], cells[:, 1:]
+    x = base.images[index].clone()
+    ctx = Context(spec.dataset, source, index, gen)
+    induced = sorted((i for i, f in enumerate(spec.factors) if f.kind == "induced"),
+                     key=lambda i: INDUCED[spec.factors[i].source].stage)
+    for i in induced:
+        x = INDUCED[spec.factors[i].source].fn(x, z[:, i], ctx)
+    return SplitData(x.contiguous(), y, z.contiguous(), index, source)

@@ -1,0 +1,189 @@
+import dataclasses
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from mimmx.scenarios import (
+    SCENARIOS,
+    FactorSpec,
+    InfeasibleScenarioError,
+    ScenarioSpec,
+    build,
+    build_named,
+    cell_counts,
+    split_conditionals,
+)
+
+SMALL = dict(n_train=2000, n_selection=400, n_test=400)
+
+
+@pytest.fixture(scope="module")
+def exp2(real_data):
+    return build_named("exp2", seed=3, **SMALL)
+
+
+def _ratio(split, i, y, z):
+    return float(((split.y == y) & (split.z[:, i] == z)).float().mean())
+
+
+def test_exact_tables_for_r(exp2):
+    r = 0.9
+    for name, expect in [("train", r), ("selection", r), ("validation", r), ("inverted", 1 - r), ("balanced", 0.5)]:
+        s = exp2.splits[name]
+        for i in range(2):
+            # P(z_i = y) by construction (counts are rounded, not sampled)
+            agree = float((s.z[:, i] == s.y).float().mean())
+            assert agree == pytest.approx(expect, abs=1 / len(s)), (name, i)
+        assert float(s.y.float().mean()) == pytest.approx(0.5, abs=1 / len(s))
+
+
+def test_inversion_flips_every_association(exp2):
+    val, inv = exp2.splits["validation"], exp2.splits["inverted"]
+    for i in range(2):
+        for y in range(2):
+            for z in range(2):
+                assert _ratio(inv, i, y, z) == pytest.approx(_ratio(val, i, y, 1 - z), abs=2 / len(val))
+
+
+def test_factors_independent_given_y(exp2):
+    s = exp2.splits["train"]
+    for y in range(2):
+        m = s.y == y
+        p1, p2 = s.z[m, 0].float().mean(), s.z[m, 1].float().mean()
+        p12 = (s.z[m, 0] * s.z[m, 1]).float().mean()
+        assert float(p12) == pytest.approx(float(p1 * p2), abs=2e-3)
+
+
+def test_splits_disjoint_and_sources(exp2):
+    by_source = {"train": [], "test": []}
+    for name, s in exp2.splits.items():
+        assert s.source == ("train" if name in ("train", "selection") else "test")
+        by_source[s.source].append(s.index)
+    for idx in by_source.values():
+        cat = torch.cat(idx)
+        assert len(cat.unique()) == len(cat)
+
+
+def test_same_seed_same_splits_other_seed_differs(real_data, exp2):
+    again = build_named("exp2", seed=3, **SMALL)
+    other = build_named("exp2", seed=4, **SMALL)
+    for name in exp2.splits:
+        a, b = exp2.splits[name], again.splits[name]
+        assert torch.equal(a.x, b.x) and torch.equal(a.z, b.z) and torch.equal(a.index, b.index)
+    assert not torch.equal(exp2.splits["train"].index, other.splits["train"].index)
+
+
+def test_induced_transforms_are_visible(exp2):
+    s = exp2.splits["balanced"]
+    left, right = s.z[:, 0] == 0, s.z[:, 0] == 1
+    # the marker is drawn, then the whole image (marker included) gets the intensity change
+    patch = torch.where(left.view(-1, 1, 1), s.x[:, 1:5, 1:5], s.x[:, 1:5, -5:-1])
+    assert left.any() and right.any()
+    assert (patch == torch.where(s.z[:, 1] == 1, 153, 255).view(-1, 1, 1).to(torch.uint8)).all()
+    dark, normal = s.z[:, 1] == 1, s.z[:, 1] == 0
+    assert s.x[dark].max() <= 153 and s.x[normal].max() == 255
+
+
+def test_labels_follow_the_groups(exp2, real_data):
+    from mimmx import data
+
+    labels = data.load("fashion-mnist", "test").labels
+    s = exp2.splits["validation"]
+    groups = SCENARIOS["exp2"].y_groups
+    expect = torch.tensor([0 if int(c) in groups[0] else 1 for c in labels[s.index]])
+    assert torch.equal(s.y, expect)
+
+
+def test_exp3_matches_the_poster_ratio_table(real_data):
+    sc = build_named("exp3", seed=0)
+    t = sc.contingency(["train"])
+    for f in SCENARIOS["exp3"].factors:
+        sub = t[t.factor == f.name]
+        got = sub.sort_values(["y", "z"], key=lambda c: c.map({**{v: i for i, v in enumerate(sc.y_names)},
+                                                                 **{v: i for i, v in enumerate(sc.z_values[sc.factor_names.index(f.name)])}}))
+        assert np.abs(got["ratio"].to_numpy().reshape(2, 2) - np.array(f.table)).max() <= 0.01
+    # natural factors are what was measured, not assigned: recompute from the base images
+    from mimmx import data
+    from mimmx.scenarios.factors import NATURAL, Context
+
+    base = data.load("fashion-mnist", "train").images
+    s = sc.splits["train"]
+    i = sc.factor_names.index("brightness")
+    values = NATURAL["brightness"](base[s.index], Context("fashion-mnist", "train", s.index, None))
+    assert torch.equal((values > sc.thresholds["brightness"]).long(), s.z[:, i])
+
+
+def test_fashion_border_patterns(real_data):
+    sc = build_named("fashion", seed=0, n_train=1000, n_selection=200, n_test=1500)
+    s = sc.splits["train"]
+    assert float((s.z[:, 0] == s.y).float().mean()) == pytest.approx(0.9, abs=1e-3)
+    left = s.z[:, 0] == 0  # pattern "L": left bar only
+    assert (s.x[left][:, :, :3] == 255).all()
+    inv = sc.splits["inverted"]
+    # inverted, 10 values: P(z = y) = (1 - 0.9) / 9, up to rounding of the 10 diagonal cells
+    assert float((inv.z[:, 0] == inv.y).float().mean()) == pytest.approx(0.1 / 9, abs=10 / len(inv))
+    # and every class now mostly carries some other pattern
+    for k in range(10):
+        assert (inv.z[inv.y == k, 0] != k).float().mean() > 0.95
+
+
+def test_cell_counts_exact_and_sum():
+    counts = cell_counts(101, np.array([0.5, 0.5]), [np.array([[0.9, 0.1], [0.1, 0.9]])])
+    assert sum(counts.values()) == 101
+    assert counts[(0, 0)] in (45, 46) and counts[(0, 1)] == 5
+    inv = split_conditionals([np.array([[0.9, 0.1], [0.2, 0.8]])], "inverted")[0]
+    assert np.allclose(inv, [[0.1, 0.9], [0.8, 0.2]])
+
+
+def _spec(**kw):
+    base = dict(name="t", dataset="fashion-mnist", y_groups=((0, 3), (2, 4, 6)),
+                factors=(FactorSpec("marker", "induced", "marker", r=0.9),), n_train=500,
+                n_selection=100, n_test=100)
+    base.update(kw)
+    return ScenarioSpec(**base)
+
+
+@pytest.mark.parametrize("factor, message", [
+    (FactorSpec("marker", "induced", "marker", r=1.2), "r = 1.2 is outside"),
+    (FactorSpec("marker", "induced", "marker", table=((0.5, 0.1), (0.1, 0.5))), "sums to 1.2"),
+    (FactorSpec("marker", "induced", "marker", table=((0.5, 0.5),)), "shape"),
+    (FactorSpec("marker", "induced", "marker", table=((0.6, -0.1), (0.25, 0.25))), "negative"),
+    (FactorSpec("marker", "induced", "marker"), "exactly one of r or table"),
+    (FactorSpec("marker", "induced", "blur", r=0.9), "unknown induced source"),
+    (FactorSpec("marker", "induced", "thickness", r=0.9), "works on"),
+    (FactorSpec("marker", "natural", "slant", r=0.9), "MNIST only"),
+])
+def test_infeasible_requests_name_the_factor(real_data, factor, message):
+    with pytest.raises(Exception, match=message) as info:
+        build(_spec(factors=(factor,)), seed=0)
+    assert "marker" in str(info.value)
+
+
+def test_too_few_images_names_split_and_cell(real_data):
+    with pytest.raises(InfeasibleScenarioError, match=r"split 'train'.*cell \(y=0"):
+        build(_spec(n_train=30000), seed=0)
+
+
+def test_inconsistent_p_y_across_factors(real_data):
+    f1 = FactorSpec("marker", "induced", "marker", table=((0.45, 0.05), (0.05, 0.45)))
+    f2 = FactorSpec("intensity", "induced", "intensity", table=((0.3, 0.1), (0.3, 0.3)))
+    with pytest.raises(InfeasibleScenarioError, match="intensity.*P\\(y\\)"):
+        build(_spec(factors=(f1, f2)), seed=0)
+
+
+def test_cli_json(real_data):
+    out = subprocess.run([sys.executable, "-m", "mimmx", "scenario", "exp2", "--json"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["sizes"]["train"] == SCENARIOS["exp2"].n_train
+    assert {r["split"] for r in doc["contingency"]} == {"train", "selection", "validation", "inverted", "balanced"}
+
+
+def test_replace_keeps_spec_frozen():
+    spec = dataclasses.replace(SCENARIOS["exp2"], n_train=10)
+    assert spec.n_train == 10 and SCENARIOS["exp2"].n_train == 20000
