@@ -1,0 +1,180 @@
+"""One configuration object describes a run completely: ``RunConfig``.
+
+Plain dataclasses, loaded from and saved to YAML. The CLI, the notebooks and the app all
+build the same object; ``--set key=value`` overrides use the dotted field names
+(``method.lam=0.5``). Unknown keys and wrongly typed values are errors that name the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mimmx.errors import ConfigError
+
+
+@dataclass
+class ScenarioConfig:
+    """Which confounded dataset to build (see ``mimmx.scenarios``)."""
+
+    name: str = "exp1"
+    r: float | None = None  # override every factor's correlation strength P(z = y)
+    n_train: int | None = None  # None: the scenario's default sizes
+    n_selection: int | None = None
+    n_test: int | None = None
+
+
+@dataclass
+class ModelConfig:
+    """Feature encoder φ_FE and the split f = [f_y, f_z1, ..., f_zN] with one head per part."""
+
+    encoder: str = "conv4"  # "mimm" | "conv4" | "densenet121"
+    f_y_dim: int = 16
+    f_z_dim: int = 16  # per spurious factor
+    head: str = "linear"  # "linear" | "identity" (the part is the logits, as the original MIMM)
+
+
+@dataclass
+class EstimatorConfig:
+    """The dependence estimator between f_y and f_z (used by methods that penalise it)."""
+
+    name: str = "mine"  # "mine" | "dcor" | "mmd" | "adversarial"
+    width: int = 400  # MINE statistics network / adversary hidden width
+    marginals: str = "all_pairs"  # MINE: "all_pairs" (original MIMM) | "shuffle"
+    gradient: str = "ema"  # MINE: "ema" (Belghazi's bias-corrected) | "biased"
+    ema_rate: float = 0.01
+    lr: float = 1e-3  # estimator optimiser learning rate
+    per_factor: bool = False  # one estimator per factor instead of one on the joint f_z
+
+
+@dataclass
+class MethodConfig:
+    """The objective: L = γ_0 L_0 + Σ γ_i L_i + λ · penalty(f_y, f_z) (MIMM-X, poster eq. 1)."""
+
+    name: str = "mimmx"
+    lam: float = 1.5  # λ, weight of the dependence penalty
+    dls: bool = True  # Dynamic Loss Scaling
+    caw: bool = True  # Confounder Attention Weighter
+    alpha_y: float = 0.3  # α_Y,initial
+    alpha_z: float = 0.8  # α_Z
+    beta_y: float = 0.01  # β_Y: growth of α_Y over the epochs
+    n_b: int = 6  # N_B: one encoder step, then N_B − 1 estimator steps
+    warmup_epochs: float = 0.0  # estimator-only steps before the penalty starts
+    estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 150
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    eval_every: int = 1  # epochs between evaluations on the selection and test sets
+    device: str | None = None  # None: mimmx.device.get_device()
+    amp: bool = False  # mixed precision (CUDA only)
+
+
+@dataclass
+class RunConfig:
+    scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+
+    # --- YAML ------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        return _build(cls, d, "")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> RunConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            d = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path} is not valid YAML: {err}") from err
+        if not isinstance(d, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        return cls.from_dict(d)
+
+    def override(self, assignments: list[str]) -> RunConfig:
+        """Apply ``key=value`` strings (dotted keys, YAML values), e.g. ``method.lam=0.5``."""
+        d = self.to_dict()
+        for a in assignments:
+            key, sep, raw = a.partition("=")
+            if not sep:
+                raise ConfigError(f"override {a!r} is not of the form key=value")
+            node, parts = d, key.split(".")
+            for p in parts[:-1]:
+                if not isinstance(node, dict) or p not in node:
+                    raise ConfigError(f"unknown config key {key!r}")
+                node = node[p]
+            if not isinstance(node, dict) or parts[-1] not in node:
+                raise ConfigError(f"unknown config key {key!r}")
+            node[parts[-1]] = yaml.safe_load(raw)
+        return RunConfig.from_dict(d)
+
+    def hash(self) -> str:
+        """Stable short hash of the whole configuration (seed included): the results-cache key."""
+        blob = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _build(cls, d: Any, prefix: str):
+    if not isinstance(d, dict):
+        raise ConfigError(f"config section {prefix.rstrip('.') or '<top>'} must be a mapping, got {d!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ConfigError(f"unknown config key {prefix + unknown[0]!r}; "
+                          f"valid keys here: {', '.join(sorted(names))}")
+    kwargs = {k: _coerce(hints[k], v, prefix + k) for k, v in d.items()}
+    return cls(**kwargs)
+
+
+def _coerce(tp, value, key: str):
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key + ".")
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (tp,) = [a for a in args if a is not type(None)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key {key!r} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key {key!r} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key {key!r} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key {key!r} must be a string, got {value!r}")
+        return value
+    return value

@@ -1,0 +1,49 @@
+import pytest
+
+from mimmx.config import RunConfig
+from mimmx.errors import ConfigError
+
+
+def test_yaml_roundtrip(tmp_path):
+    cfg = RunConfig().override(["method.lam=0.25", "scenario.r=0.95", "method.estimator.gradient=biased",
+                                "train.device=cpu"])
+    path = tmp_path / "c.yaml"
+    cfg.to_yaml(path)
+    back = RunConfig.from_yaml(path)
+    assert back == cfg and back.method.lam == 0.25 and back.scenario.r == 0.95
+    assert back.hash() == cfg.hash() and RunConfig().hash() != cfg.hash()
+
+
+def test_partial_yaml_takes_defaults(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("method:\n  name: baseline\ntrain:\n  epochs: 3\n")
+    cfg = RunConfig.from_yaml(path)
+    assert cfg.method.name == "baseline" and cfg.train.epochs == 3 and cfg.method.lam == 1.5
+
+
+@pytest.mark.parametrize("text, message", [
+    ("method:\n  lamda: 1.0\n", "method.lamda"),
+    ("method:\n  estimator:\n    widht: 3\n", "method.estimator.widht"),
+    ("train:\n  epochs: ten\n", "train.epochs.*integer"),
+    ("method:\n  dls: 3\n", "method.dls.*true or false"),
+    ("model: 3\n", "section model must be a mapping"),
+    ("- a\n- b\n", "top level must be a mapping"),
+    ("method: {name: [\n", "not valid YAML"),
+])
+def test_malformed_config_names_the_key(tmp_path, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        RunConfig.from_yaml(path)
+
+
+def test_override_errors():
+    with pytest.raises(ConfigError, match="unknown config key 'method.nope'"):
+        RunConfig().override(["method.nope=1"])
+    with pytest.raises(ConfigError, match="key=value"):
+        RunConfig().override(["method.lam"])
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        RunConfig.from_yaml(tmp_path / "nope.yaml")
