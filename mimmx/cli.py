@@ -16,7 +16,9 @@ from mimmx.errors import UserError
 # one line per command module, in the order `--help` lists them
 COMMANDS = [
     "mimmx.data.cli",
+    "mimmx.morpho.cli",
     "mimmx.scenarios.cli",
+    "mimmx.train_cli",
 ]
 
 

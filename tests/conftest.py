@@ -25,3 +25,15 @@ def real_data():
                 pytest.fail(msg)
             pytest.skip(msg)
     return data.file_status("mnist")[0].path.parent.parent
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tests run small models: one thread is faster than two that spin against each other,
+    and keeps timings sane when other processes share the cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,0 +1,23 @@
+"""The MIMM network: φ_FE(x) = f = [f_y, f_z1, ..., f_zN], one classification head per part."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from mimmx.models.encoders import SplitHeads, build_encoder
+
+
+class MIMMNet(nn.Module):
+    """Encoder + split heads. ``forward(x) -> (parts, logits)``: parts = [f_y, f_z1, ...],
+    logits = [y logits, z1 logits, ...]."""
+
+    def __init__(self, encoder: str, f_y_dim: int, f_z_dims: list[int], n_classes: list[int],
+                 head: str = "linear", in_channels: int = 1):
+        super().__init__()
+        self.dims = [f_y_dim, *f_z_dims]
+        self.encoder = build_encoder(encoder, sum(self.dims), in_channels=in_channels)
+        self.heads = SplitHeads(self.dims, n_classes, head=head)
+
+    def forward(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        f = self.encoder(x)  # (B, d_y + Σ d_zi)
+        return self.heads.split(f), self.heads(f)

@@ -1,0 +1,231 @@
+"""One trainer for every method.
+
+Data stay on the device as uint8 tensors and batches are index gathers (no DataLoader, no
+per-sample Python). Steps alternate as in MIMM: with N_B, step k is an encoder step when
+k mod N_B = 0 and an estimator step otherwise (methods without an estimator: every step
+trains the encoder). Model selection uses the confounded ``selection`` split only; the test
+sets are measured at every evaluation but never chosen on.
+
+Progress leaves through callbacks: ``callback(event: dict)`` with ``event["type"]`` in
+``start | step | eval | end``; a callback returning True stops training after that event.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from mimmx.config import RunConfig
+from mimmx.device import get_device
+from mimmx.errors import ConfigError
+from mimmx.methods import Dims, Method, build_method
+from mimmx.models.network import MIMMNet
+from mimmx.runinfo import environment
+from mimmx.scenarios import TEST_SETS, Scenario, build_named, get_spec
+
+Callback = Callable[[dict], "bool | None"]
+EVAL_SPLITS = ("selection", *TEST_SETS)
+
+
+def build_scenario(cfg: RunConfig) -> Scenario:
+    """The scenario of a config; ``scenario.r`` replaces every factor's correlation strength."""
+    s = cfg.scenario
+    spec = get_spec(s.name)
+    overrides = {k: getattr(s, k) for k in ("n_train", "n_selection", "n_test") if getattr(s, k) is not None}
+    if s.r is not None:
+        if any(f.r is None for f in spec.factors):
+            raise ConfigError(f"scenario.r: scenario {s.name!r} gives its factors as tables, not r; "
+                              "remove scenario.r")
+        overrides["factors"] = tuple(dataclasses.replace(f, r=s.r) for f in spec.factors)
+    return build_named(s.name, seed=cfg.seed, **overrides)
+
+
+def batches_of(x: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, H, W) -> float (B, 1, H, W) in [0, 1]."""
+    return x.unsqueeze(1).float().div_(255.0)
+
+
+@dataclass
+class RunResult:
+    config: RunConfig
+    scenario: Scenario
+    model: MIMMNet
+    method: Method
+    history: list[dict] = field(default_factory=list)  # the eval events
+    best: dict | None = None  # the eval event chosen on the selection split
+    run_dir: Path | None = None
+    wall_time: float = 0.0
+    images_per_second: float = 0.0
+
+    @torch.no_grad()
+    def features(self, split: str, batch_size: int = 2000) -> dict[str, torch.Tensor]:
+        """Frozen features and labels of a split: {"f_y", "f_z1", ..., "y", "z1", ..., "pred_y", ...}."""
+        return _forward_split(self.model, self.scenario.splits[split], batch_size)
+
+
+@torch.no_grad()
+def _forward_split(model: MIMMNet, split, batch_size: int = 2000) -> dict[str, torch.Tensor]:
+    model.eval()
+    device = next(model.parameters()).device
+    parts, preds = None, None
+    for start in range(0, len(split), batch_size):
+        x = batches_of(split.x[start:start + batch_size].to(device))
+        p, logits = model(x)
+        p, pr = [t.cpu() for t in p], [lg.argmax(1).cpu() for lg in logits]
+        parts = [[t] for t in p] if parts is None else [a + [t] for a, t in zip(parts, p)]
+        preds = [[t] for t in pr] if preds is None else [a + [t] for a, t in zip(preds, pr)]
+    names = ["y", *[f"z{i + 1}" for i in range(split.z.shape[1])]]
+    out = {}
+    for k, n in enumerate(names):
+        out[f"f_{n}"] = torch.cat(parts[k])
+        out[f"pred_{n}"] = torch.cat(preds[k])
+    out["y"] = split.y.cpu()
+    for i in range(split.z.shape[1]):
+        out[f"z{i + 1}"] = split.z[:, i].cpu()
+    return out
+
+
+def evaluate(model: MIMMNet, method: Method, scenario: Scenario, splits=EVAL_SPLITS) -> dict:
+    """Accuracy (%) of every head on every split, and the method's dependence estimate on the
+    selection split (when it has one)."""
+    acc, estimate = {}, None
+    for s in splits:
+        out = _forward_split(model, scenario.splits[s])
+        names = ["y", *[f"z{i + 1}" for i in range(len(scenario.spec.factors))]]
+        acc[s] = {n: 100.0 * float((out[f"pred_{n}"] == out[n]).float().mean()) for n in names}
+        if s == "selection" and hasattr(method, "estimate"):
+            device = next(model.parameters()).device
+            parts = [out[f"f_{n}"][:1000].to(device) for n in names]
+            z = scenario.splits[s].z[:1000].to(device)
+            try:
+                method.eval()
+                estimate = method.estimate(parts, z)
+            finally:
+                method.train()
+    model.train()
+    return {"acc": acc, "estimate": estimate}
+
+
+def train(cfg: RunConfig, scenario: Scenario | None = None, callbacks: Iterable[Callback] = (),
+          run_dir: str | Path | None = None) -> RunResult:
+    """Train ``cfg`` (building its scenario unless given); write a run folder if ``run_dir``."""
+    t0 = time.perf_counter()
+    callbacks = list(callbacks)
+    device = get_device(cfg.train.device)
+    torch.manual_seed(cfg.seed)
+    scenario = scenario or build_scenario(cfg)
+    tr = cfg.train
+    if tr.batch_size < 2 or tr.epochs < 1 or tr.eval_every < 1:
+        raise ConfigError("train.batch_size must be ≥ 2, train.epochs and train.eval_every ≥ 1")
+
+    n_factors = len(scenario.spec.factors)
+    dims = Dims(cfg.model.f_y_dim, (cfg.model.f_z_dim,) * n_factors, scenario.n_y, tuple(scenario.n_z))
+    model = MIMMNet(cfg.model.encoder, dims.f_y, list(dims.f_z), [dims.n_y, *dims.n_z],
+                    head=cfg.model.head).to(device)
+    method = build_method(cfg.method, dims, tr.epochs).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=tr.lr, weight_decay=tr.weight_decay)
+    opt_est = torch.optim.Adam(method.parameters(), lr=cfg.method.estimator.lr) if method.has_estimator else None
+
+    train_split = scenario.splits["train"].to(device)
+    n = len(train_split)
+    if n < tr.batch_size:
+        raise ConfigError(f"train.batch_size = {tr.batch_size} exceeds the {n} training images")
+    weights = method.sample_weights(train_split.y, train_split.z)
+    gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    steps_per_epoch = n // tr.batch_size
+    amp = tr.amp and device.type == "cuda"
+
+    result = RunResult(cfg, scenario, model, method)
+    best_state = None
+
+    def emit(event: dict) -> bool:
+        return any(bool(cb(event)) for cb in callbacks)
+
+    stop = emit({"type": "start", "config": cfg.to_dict(), "method": method.settings(),
+                 "sizes": {k: len(v) for k, v in scenario.splits.items()}, "device": str(device)})
+    step, seen = 0, 0
+    t_train = time.perf_counter()
+    for epoch in range(tr.epochs):
+        if stop:
+            break
+        if weights is None:
+            order = torch.randperm(n, generator=gen)
+        else:
+            order = torch.multinomial(weights.cpu(), n, replacement=True, generator=gen)
+        order = order.to(device)
+        for b in range(steps_per_epoch):
+            idx = order[b * tr.batch_size:(b + 1) * tr.batch_size]
+            x, y, z = batches_of(train_split.x[idx]), train_split.y[idx], train_split.z[idx]
+            progress = epoch + b / steps_per_epoch
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                if step % method.n_b == 0:
+                    parts, logits = model(x)
+                    loss, logs = method.encoder_loss(parts, logits, y, z, progress)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    kind = "encoder"
+                else:
+                    with torch.no_grad():
+                        parts, _ = model(x)
+                    est_loss = method.estimator_loss([p.float() for p in parts], y, z)
+                    opt_est.zero_grad(set_to_none=True)
+                    est_loss.backward()
+                    opt_est.step()
+                    logs, kind = {"estimator_loss": float(est_loss.detach())}, "estimator"
+            if not math.isfinite(logs.get("loss", logs.get("estimator_loss", 0.0))):
+                raise FloatingPointError(f"the {kind} loss became {logs} at epoch {progress:.2f}; "
+                                         "lower the learning rate or λ")
+            step += 1
+            seen += len(idx)
+            if emit({"type": "step", "step": step, "epoch": progress, "kind": kind, **logs}):
+                stop = True
+                break
+        last = epoch == tr.epochs - 1 or stop
+        if (epoch + 1) % tr.eval_every == 0 or last:
+            ev = {"type": "eval", "epoch": epoch + 1, "step": step, **evaluate(model, method, scenario),
+                  "images_per_second": seen / (time.perf_counter() - t_train)}
+            if method.has_estimator:  # keep the estimator's BN statistics from drifting with eval
+                method.train()
+            result.history.append(ev)
+            if result.best is None or ev["acc"]["selection"]["y"] >= result.best["acc"]["selection"]["y"]:
+                result.best = ev
+                best_state = copy.deepcopy(model.state_dict())
+            if emit(ev):
+                stop = True
+    result.images_per_second = seen / max(time.perf_counter() - t_train, 1e-9)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    result.wall_time = time.perf_counter() - t0
+    emit({"type": "end", "best": result.best, "wall_time": result.wall_time,
+          "images_per_second": result.images_per_second, "stopped": stop})
+    if run_dir is not None:
+        result.run_dir = write_run(result, Path(run_dir))
+    return result
+
+
+def write_run(result: RunResult, run_dir: Path) -> Path:
+    """config.yaml, metrics.jsonl (every eval), summary.json, checkpoint.pt, environment.json."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = result.config
+    cfg.to_yaml(run_dir / "config.yaml")
+    with open(run_dir / "metrics.jsonl", "w") as f:
+        for ev in result.history:
+            f.write(json.dumps(ev) + "\n")
+    device = next(result.model.parameters()).device
+    (run_dir / "environment.json").write_text(json.dumps(environment(device, cfg.seed), indent=1))
+    (run_dir / "summary.json").write_text(json.dumps({
+        "best": result.best, "wall_time": result.wall_time,
+        "images_per_second": result.images_per_second, "method": result.method.settings(),
+        "config_hash": cfg.hash()}, indent=1))
+    torch.save({"config": cfg.to_dict(), "model": result.model.state_dict(),
+                "method": result.method.state_dict()}, run_dir / "checkpoint.pt")
+    return run_dir

@@ -1,0 +1,32 @@
+from pathlib import Path
+
+from mimmx.config import RunConfig
+from mimmx.experiments import EXPERIMENTS, config_files, row_config, rows
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_shipped_configs_match_the_experiment_table():
+    files = config_files()
+    shipped = {str(p.relative_to(CONFIGS)): p.read_text() for p in CONFIGS.rglob("*.yaml")}
+    assert shipped == files, "configs/ is stale: run `python -m mimmx configs`"
+
+
+def test_every_shipped_config_loads_complete():
+    for p in CONFIGS.rglob("*.yaml"):
+        cfg = RunConfig.from_yaml(p)
+        assert cfg.scenario.name == p.parent.name
+
+
+def test_poster_settings_per_experiment():
+    full = {r.label: r for r in rows("exp1")}["MIMM-X + DLS + CAW"]
+    c1 = row_config("exp1", full)
+    assert (c1.method.lam, c1.method.alpha_y, c1.method.alpha_z, c1.method.beta_y, c1.method.n_b,
+            c1.train.batch_size) == (1.5, 0.3, 0.8, 0.01, 6, 150)
+    c2 = row_config("exp2", full)
+    assert (c2.method.alpha_z, c2.method.n_b, c2.train.batch_size) == (0.7, 5, 100)
+    plain = row_config("exp1", {r.label: r for r in rows("exp1")}["MIMM-X"])
+    assert not plain.method.dls and not plain.method.caw
+    assert {r.method for r in rows("exp1")} >= {"baseline", "baseline_dls_caw", "rebalance", "dcor",
+                                                 "mmd", "adversarial", "mimm", "mimmx"}
+    assert set(EXPERIMENTS) == {"exp1", "exp2", "exp3", "morpho", "fashion"}
