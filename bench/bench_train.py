@@ -15,7 +15,6 @@ import time
 
 import torch
 
-from mimmx.config import RunConfig
 from mimmx.device import describe_device, get_device
 from mimmx.experiments import FULL_ROWS, row_config
 from mimmx.trainer import build_scenario, train
@@ -25,16 +24,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scenario", default="exp1")
     p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--set", dest="overrides", action="append", default=[])
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"hardware: {describe_device(get_device())}; load average {os.getloadavg()[0]:.2f}; "
-          f"torch {torch.__version__}")
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     rows = {r.label: r for r in FULL_ROWS}
     scenario = None
     timing = {}
     for label in ("Baseline", "MIMM-X + DLS + CAW"):
-        cfg = row_config(args.scenario if args.scenario in ("exp1",) else "exp1", rows[label])
-        cfg = cfg.override([f"scenario.name={args.scenario}", f"train.epochs={args.epochs}",
+        cfg = row_config("exp1", rows[label]).override([f"scenario.name={args.scenario}", f"train.epochs={args.epochs}",
                             "train.eval_every=1000", *args.overrides])
         scenario = scenario or build_scenario(cfg)
         t = time.perf_counter()

@@ -16,6 +16,7 @@ from mimmx.errors import UserError
 # one line per command module, in the order `--help` lists them
 COMMANDS = [
     "mimmx.data.cli",
+    "mimmx.ciml.cli",
     "mimmx.morpho.cli",
     "mimmx.scenarios.cli",
     "mimmx.train_cli",

@@ -58,3 +58,23 @@ def describe_device(device: torch.device | None = None) -> str:
     except OSError:
         pass
     return f"CPU: {cpu}, {torch.get_num_threads()} torch threads, {os.cpu_count()} cores visible"
+
+
+THREADS_ENV_VAR = "MIMMX_THREADS"
+
+
+def configure_threads() -> int:
+    """Apply ``$MIMMX_THREADS`` (torch CPU threads) if set; return the thread count in use.
+
+    Small models on a busy CPU run faster on one thread than on two that spin-wait for each
+    other (seen here: 10,600 vs 380 images/s with another process on the second core)."""
+    value = os.environ.get(THREADS_ENV_VAR, "").strip()
+    if value:
+        try:
+            n = int(value)
+            if n < 1:
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"{THREADS_ENV_VAR} must be a positive integer, got {value!r}") from None
+        torch.set_num_threads(n)
+    return torch.get_num_threads()

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from mimmx.config import RunConfig
-from mimmx.device import get_device
+from mimmx.device import configure_threads, get_device
 from mimmx.errors import ConfigError
 from mimmx.methods import Dims, Method, build_method
 from mimmx.models.network import MIMMNet
@@ -120,6 +120,7 @@ def train(cfg: RunConfig, scenario: Scenario | None = None, callbacks: Iterable[
     t0 = time.perf_counter()
     callbacks = list(callbacks)
     device = get_device(cfg.train.device)
+    configure_threads()
     torch.manual_seed(cfg.seed)
     scenario = scenario or build_scenario(cfg)
     tr = cfg.train

@@ -1,8 +1,8 @@
 """Data layer: MNIST and Fashion-MNIST as verified uint8 tensors (see :mod:`mimmx.data.datasets`)."""
 
 from mimmx.data.datasets import (
-    DATASETS,
     CACHE_ENV_VAR,
+    DATASETS,
     ENV_VAR,
     DatasetCorruptedError,
     DatasetNotFoundError,

@@ -204,11 +204,21 @@ def _labels_y(spec: ScenarioSpec, labels: torch.Tensor) -> tuple[torch.Tensor, i
     return lut[labels], len(spec.y_groups)
 
 
-def build(spec: ScenarioSpec, seed: int = 0, root=None) -> Scenario:
-    """Build every split of ``spec`` deterministically from ``seed``."""
+def build(spec: ScenarioSpec, seed: int = 0, root=None, base: dict | None = None,
+          attributes: dict[str, dict[str, torch.Tensor]] | None = None) -> Scenario:
+    """Build every split of ``spec`` deterministically from ``seed``.
+
+    The base images are ``data.load(spec.dataset, split)`` for the official ``train`` and
+    ``test`` splits, unless ``base`` gives them (``{"train": Split, "test": Split}``, e.g. a
+    user's cohort). ``attributes`` supplies natural factors measured elsewhere (a cohort's CSV
+    columns): ``{source: {"train": values (n,), "test": values (n,)}}``, used for factors whose
+    ``source`` is a key of it.
+    """
+    attributes = attributes or {}
     for f in spec.factors:
-        check_factor_source(f.kind, f.source, spec.dataset, f.name)
-    base = {s: data.load(spec.dataset, s, root) for s in ("train", "test")}
+        if not (f.kind == "natural" and f.source in attributes):
+            check_factor_source(f.kind, f.source, spec.dataset, f.name)
+    base = base or {s: data.load(spec.dataset, s, root) for s in ("train", "test")}
     y_all = {}
     for s in base:
         y_all[s], n_y = _labels_y(spec, base[s].labels)
@@ -220,9 +230,12 @@ def build(spec: ScenarioSpec, seed: int = 0, root=None) -> Scenario:
     thresholds = {}
     for i in natural:
         f = spec.factors[i]
-        values = {s: NATURAL[f.source](base[s].images, Context(spec.dataset, s, torch.arange(len(base[s].labels)),
-                                                                _generator(seed, "natural")))
-                  for s in base}
+        if f.source in attributes:
+            values = {s: torch.as_tensor(attributes[f.source][s]).double() for s in base}
+        else:
+            values = {s: NATURAL[f.source](base[s].images, Context(
+                spec.dataset, s, torch.arange(len(base[s].labels)), _generator(seed, "natural")))
+                for s in base}
         thr = f.threshold if f.threshold is not None else float(
             torch.quantile(values["train"][y_all["train"] >= 0].double(), f.quantile))
         thresholds[f.name] = thr
