@@ -19,6 +19,7 @@ COMMANDS = [
     "mimmx.ciml.cli",
     "mimmx.morpho.cli",
     "mimmx.scenarios.cli",
+    "mimmx.scenarios.cohort_cli",
     "mimmx.train_cli",
 ]
 
