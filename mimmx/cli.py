@@ -21,6 +21,7 @@ COMMANDS = [
     "mimmx.scenarios.cli",
     "mimmx.scenarios.cohort_cli",
     "mimmx.train_cli",
+    "mimmx.evaluation_cli",
 ]
 
 

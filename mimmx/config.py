@@ -37,6 +37,7 @@ class ModelConfig:
     """Feature encoder φ_FE and the split f = [f_y, f_z1, ..., f_zN] with one head per part."""
 
     encoder: str = "conv4"  # "mimm" | "conv4" | "densenet121"
+    width: int = 16  # conv4: channels of the first block (w, 2w, 4w, 4w)
     f_y_dim: int = 16
     f_z_dim: int = 16  # per spurious factor
     head: str = "linear"  # "linear" | "identity" (the part is the logits, as the original MIMM)
@@ -53,6 +54,7 @@ class EstimatorConfig:
     ema_rate: float = 0.01
     lr: float = 1e-3  # estimator optimiser learning rate
     per_factor: bool = False  # one estimator per factor instead of one on the joint f_z
+    conditional: bool = False  # MINE: estimate I(f_y; f_z | y), marginal pairs within a class
 
 
 @dataclass
@@ -68,6 +70,7 @@ class MethodConfig:
     beta_y: float = 0.01  # β_Y: growth of α_Y over the epochs
     n_b: int = 6  # N_B: one encoder step, then N_B − 1 estimator steps
     warmup_epochs: float = 0.0  # estimator-only steps before the penalty starts
+    one_sided: bool = False  # the penalty's gradient reaches f_y only (f_z is held by its own heads)
     estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
 
 

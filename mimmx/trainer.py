@@ -105,13 +105,23 @@ def evaluate(model: MIMMNet, method: Method, scenario: Scenario, splits=EVAL_SPL
             device = next(model.parameters()).device
             parts = [out[f"f_{n}"][:1000].to(device) for n in names]
             z = scenario.splits[s].z[:1000].to(device)
+            y = scenario.splits[s].y[:1000].to(device)
             try:
                 method.eval()
-                estimate = method.estimate(parts, z)
+                estimate = method.estimate(parts, z, y)
             finally:
                 method.train()
     model.train()
     return {"acc": acc, "estimate": estimate}
+
+
+def build_model(cfg: RunConfig, scenario: Scenario, device) -> tuple[MIMMNet, Method]:
+    """The untrained network and method of ``cfg`` (a checkpoint's state dicts fit these)."""
+    n_factors = len(scenario.spec.factors)
+    dims = Dims(cfg.model.f_y_dim, (cfg.model.f_z_dim,) * n_factors, scenario.n_y, tuple(scenario.n_z))
+    model = MIMMNet(cfg.model.encoder, dims.f_y, list(dims.f_z), [dims.n_y, *dims.n_z],
+                    head=cfg.model.head, width=cfg.model.width).to(device)
+    return model, build_method(cfg.method, dims, cfg.train.epochs).to(device)
 
 
 def train(cfg: RunConfig, scenario: Scenario | None = None, callbacks: Iterable[Callback] = (),
@@ -127,11 +137,7 @@ def train(cfg: RunConfig, scenario: Scenario | None = None, callbacks: Iterable[
     if tr.batch_size < 2 or tr.epochs < 1 or tr.eval_every < 1:
         raise ConfigError("train.batch_size must be ≥ 2, train.epochs and train.eval_every ≥ 1")
 
-    n_factors = len(scenario.spec.factors)
-    dims = Dims(cfg.model.f_y_dim, (cfg.model.f_z_dim,) * n_factors, scenario.n_y, tuple(scenario.n_z))
-    model = MIMMNet(cfg.model.encoder, dims.f_y, list(dims.f_z), [dims.n_y, *dims.n_z],
-                    head=cfg.model.head).to(device)
-    method = build_method(cfg.method, dims, tr.epochs).to(device)
+    model, method = build_model(cfg, scenario, device)
     opt = torch.optim.Adam(model.parameters(), lr=tr.lr, weight_decay=tr.weight_decay)
     opt_est = torch.optim.Adam(method.parameters(), lr=cfg.method.estimator.lr) if method.has_estimator else None
 

@@ -67,7 +67,7 @@ class DependencePenalty(Method):
         self.factors = [0] if self.only_first_factor else list(range(len(dims.f_z)))
         z_dims = [dims.f_z[i] for i in self.factors]
         options = {"mine": dict(width=e.width, marginals=e.marginals, gradient=e.gradient,
-                                ema_rate=e.ema_rate),
+                                ema_rate=e.ema_rate, conditional=e.conditional),
                    "adversarial": dict(hidden=e.width)}.get(name, {})
 
         def make(d_z: int, factors: list[int]) -> DependenceEstimator:
@@ -95,8 +95,10 @@ class DependencePenalty(Method):
 
     def penalty(self, parts, y, z):
         f_y, f_zs, zs = self._inputs(parts, z)
+        if self.cfg.one_sided:  # f_z is anchored by its own heads; only f_y is pushed away
+            f_zs = [f.detach() for f in f_zs]
         if self.per_factor:
-            terms = torch.stack([est.penalty(f_y, f_z, zs[:, [k]])
+            terms = torch.stack([est.penalty(f_y, f_z, zs[:, [k]], y)
                                  for k, (est, f_z) in enumerate(zip(self.estimators, f_zs))])
             logs = {f"mi_z{i + 1}": float(t) for i, t in zip(self.factors, terms.detach())}
             if self.attention is None:
@@ -105,7 +107,7 @@ class DependencePenalty(Method):
             logs.update({f"caw_z{i + 1}": float(v) for i, v in zip(self.factors, w)})
             return self.attention.combine(terms), logs
         est = self.estimators[0]
-        pen = est.penalty(f_y, torch.cat(f_zs, 1), zs)
+        pen = est.penalty(f_y, torch.cat(f_zs, 1), zs, y)
         w = getattr(est, "last_weights", None)
         logs = {} if w is None else {f"caw_z{i + 1}": float(v) for i, v in zip(self.factors, w.mean(0))}
         return pen, logs
@@ -113,18 +115,18 @@ class DependencePenalty(Method):
     def estimator_loss(self, parts, y, z):
         f_y, f_zs, zs = self._inputs([p.detach() for p in parts], z)
         if self.per_factor:
-            return sum(est.estimator_loss(f_y, f_z, zs[:, [k]])
+            return sum(est.estimator_loss(f_y, f_z, zs[:, [k]], y)
                        for k, (est, f_z) in enumerate(zip(self.estimators, f_zs)))
-        return self.estimators[0].estimator_loss(f_y, torch.cat(f_zs, 1), zs)
+        return self.estimators[0].estimator_loss(f_y, torch.cat(f_zs, 1), zs, y)
 
     @torch.no_grad()
-    def estimate(self, parts: list[Tensor], z: Tensor) -> float:
+    def estimate(self, parts: list[Tensor], z: Tensor, y: Tensor | None = None) -> float:
         """The estimator's current dependence value (e.g. MI in nats) on these features."""
         f_y, f_zs, zs = self._inputs(parts, z)
         if self.per_factor:
-            return sum(est.estimate(f_y, f_z, zs[:, [k]])
+            return sum(est.estimate(f_y, f_z, zs[:, [k]], y)
                        for k, (est, f_z) in enumerate(zip(self.estimators, f_zs)))
-        return self.estimators[0].estimate(f_y, torch.cat(f_zs, 1), zs)
+        return self.estimators[0].estimate(f_y, torch.cat(f_zs, 1), zs, y)
 
 
 @register("dcor")

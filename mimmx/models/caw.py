@@ -165,14 +165,14 @@ class CAWEstimator(DependenceEstimator):
         self._check(f_y, f_z, min_batch=1)
         return self.caw(list(torch.split(f_z, self.caw.z_dims, dim=1)), f_y.detach())
 
-    def penalty(self, f_y: Tensor, f_z: Tensor, z: Tensor | None = None) -> Tensor:
+    def penalty(self, f_y: Tensor, f_z: Tensor, z: Tensor | None = None, y: Tensor | None = None) -> Tensor:
         f_z_weighted, w = self._weighted(f_y, f_z)
         self.last_weights = w.detach()
-        return self.estimator.penalty(f_y, f_z_weighted, z)
+        return self.estimator.penalty(f_y, f_z_weighted, z, y)
 
-    def critic_loss(self, f_y: Tensor, f_z: Tensor, z: Tensor | None = None) -> Tensor:
-        return self.estimator.critic_loss(f_y, self._weighted(f_y, f_z)[0], z)
+    def critic_loss(self, f_y: Tensor, f_z: Tensor, z: Tensor | None = None, y: Tensor | None = None) -> Tensor:
+        return self.estimator.critic_loss(f_y, self._weighted(f_y, f_z)[0], z, y)
 
     @torch.no_grad()
-    def estimate(self, f_y: Tensor, f_z: Tensor, z: Tensor | None = None) -> float:
-        return self.estimator.estimate(f_y, self._weighted(f_y, f_z)[0], z)
+    def estimate(self, f_y: Tensor, f_z: Tensor, z: Tensor | None = None, y: Tensor | None = None) -> float:
+        return self.estimator.estimate(f_y, self._weighted(f_y, f_z)[0], z, y)

@@ -57,25 +57,25 @@ class DependenceEstimator(nn.Module):
                                   f"got {d!r}")
         self.d_y, self.d_z = d_y, d_z
 
-    def penalty(self, f_y: Tensor, f_z: Tensor, z: Tensor | None = None) -> Tensor:
+    def penalty(self, f_y: Tensor, f_z: Tensor, z: Tensor | None = None, y: Tensor | None = None) -> Tensor:
         raise NotImplementedError
 
-    def critic_loss(self, f_y: Tensor, f_z: Tensor, z: Tensor | None = None) -> Tensor:
+    def critic_loss(self, f_y: Tensor, f_z: Tensor, z: Tensor | None = None, y: Tensor | None = None) -> Tensor:
         """What a critic (the estimator's parameters, or anything placed before it, such as a
         learned CAW) minimises, *without* detaching its inputs. Default: −penalty, i.e. the
         critic looks for as much dependence as it can find."""
-        return -self.penalty(f_y, f_z, z)
+        return -self.penalty(f_y, f_z, z, y)
 
-    def estimator_loss(self, f_y: Tensor, f_z: Tensor, z: Tensor | None = None) -> Tensor:
+    def estimator_loss(self, f_y: Tensor, f_z: Tensor, z: Tensor | None = None, y: Tensor | None = None) -> Tensor:
         """``critic_loss`` on detached features; a constant 0 (no gradient) when there is
         nothing to train (``trainable = False``)."""
         if not self.trainable:
             return f_y.new_zeros(())
-        return self.critic_loss(f_y.detach(), f_z.detach(), z)
+        return self.critic_loss(f_y.detach(), f_z.detach(), z, y)
 
     @torch.no_grad()
-    def estimate(self, f_y: Tensor, f_z: Tensor, z: Tensor | None = None) -> float:
-        return float(self.penalty(f_y, f_z, z))
+    def estimate(self, f_y: Tensor, f_z: Tensor, z: Tensor | None = None, y: Tensor | None = None) -> float:
+        return float(self.penalty(f_y, f_z, z, y))
 
     def _check(self, f_y: Tensor, f_z: Tensor, min_batch: int = 2) -> None:
         name = type(self).__name__
@@ -183,6 +183,22 @@ def _derangement(n: int, device: torch.device) -> Tensor:
     return perm
 
 
+def _derangement_within(y: Tensor) -> Tensor:
+    """A random permutation that maps every sample to another sample of the same class y
+    (samples alone in their class map to themselves): shuffle, group by class, and send each
+    sample to the next one in its group."""
+    n = y.shape[0]
+    order = torch.randperm(n, device=y.device)
+    order = order[torch.argsort(y[order], stable=True)]  # grouped by class, random within
+    _, counts = torch.unique_consecutive(y[order], return_counts=True)
+    starts = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+    sizes = torch.repeat_interleave(counts, counts)
+    pos = torch.arange(n, device=y.device)
+    perm = torch.empty_like(order)
+    perm[order] = order[starts + (pos - starts + 1) % sizes]
+    return perm
+
+
 class MINE(DependenceEstimator):
     """Mutual Information Neural Estimation (Belghazi et al., ICML 2018), Donsker–Varadhan bound:
 
@@ -223,7 +239,7 @@ class MINE(DependenceEstimator):
 
     def __init__(self, d_y: int, d_z: int, width: int = 400, depth: int = 3,
                  marginals: str = "all_pairs", gradient: str = "ema", ema_rate: float = 0.01,
-                 n_shuffles: int = 1, split_first_layer: bool = True):
+                 n_shuffles: int = 1, split_first_layer: bool = True, conditional: bool = False):
         super().__init__(d_y, d_z)
         if marginals not in ("all_pairs", "shuffle"):
             raise ConfigError(f"MINE: marginals must be 'all_pairs' or 'shuffle', "
@@ -236,29 +252,44 @@ class MINE(DependenceEstimator):
             raise ConfigError(f"MINE: n_shuffles must be ≥ 1, got {n_shuffles}")
         self.marginals, self.gradient, self.ema_rate = marginals, gradient, ema_rate
         self.n_shuffles, self.split_first_layer = n_shuffles, split_first_layer
+        self.conditional = conditional
         self.T = StatisticsNetwork(d_y, d_z, width, depth)
         self.register_buffer("log_ema", torch.tensor(float("nan")))  # log of the EMA of E[e^T]
 
-    def scores(self, f_y: Tensor, f_z: Tensor, update_stats: bool = True) -> tuple[Tensor, Tensor]:
-        """T on the joint pairs (B,) and log-mean-exp of T over the marginal pairs (scalar)."""
+    def scores(self, f_y: Tensor, f_z: Tensor, update_stats: bool = True,
+               y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """T on the joint pairs (B,) and log-mean-exp of T over the marginal pairs (scalar).
+        Conditional: marginal pairs only within the same class y."""
         self._check(f_y, f_z)
         n = f_y.shape[0]
+        if self.conditional and (y is None or y.shape != (n,)):
+            raise ValueError("MINE(conditional=True) needs the class labels y (B,) to pair "
+                             "samples within a class")
         if self.marginals == "all_pairs":
             pairs = self.T.pairs if self.split_first_layer else self.T.pairs_naive
             s = pairs(f_y, f_z, update_stats)  # (B, B), s[i, j] = T(f_y_i, f_z_j)
-            eye = torch.eye(n, dtype=torch.bool, device=s.device)
-            log_mean_exp = torch.logsumexp(s.masked_fill(eye, -math.inf).flatten(), 0)
-            return s.diagonal(), log_mean_exp - math.log(n * (n - 1))
-        perms = [_derangement(n, f_y.device) for _ in range(self.n_shuffles)]
+            drop = torch.eye(n, dtype=torch.bool, device=s.device)
+            if self.conditional:
+                drop = drop | (y[:, None] != y[None, :])
+            count = int(n * n - drop.sum())
+            if count == 0:
+                raise ValueError("MINE(conditional=True): no class has two samples in this batch")
+            log_mean_exp = torch.logsumexp(s.masked_fill(drop, -math.inf).flatten(), 0)
+            return s.diagonal(), log_mean_exp - math.log(count)
+        if self.conditional:
+            perms = [_derangement_within(y) for _ in range(self.n_shuffles)]
+        else:
+            perms = [_derangement(n, f_y.device) for _ in range(self.n_shuffles)]
         rows_y = torch.cat([f_y] * (1 + self.n_shuffles))
         rows_z = torch.cat([f_z] + [f_z[p] for p in perms])
         t = self.T(rows_y, rows_z, update_stats)  # (B·(1 + n_shuffles),)
         marginal = t[n:]
         return t[:n], torch.logsumexp(marginal, 0) - math.log(marginal.numel())
 
-    def dv(self, f_y: Tensor, f_z: Tensor, update_stats: bool = True) -> Tensor:
+    def dv(self, f_y: Tensor, f_z: Tensor, update_stats: bool = True,
+           y: Tensor | None = None) -> Tensor:
         """The DV estimate (scalar tensor), with the EMA-corrected gradient if configured."""
-        t_joint, log_mean_exp = self.scores(f_y, f_z, update_stats)
+        t_joint, log_mean_exp = self.scores(f_y, f_z, update_stats, y)
         if self.gradient == "ema" and torch.is_grad_enabled() and update_stats:
             with torch.no_grad():
                 new = log_mean_exp.detach()
@@ -272,15 +303,15 @@ class MINE(DependenceEstimator):
             log_mean_exp = log_mean_exp.detach() + ratio * (log_mean_exp - log_mean_exp.detach())
         return t_joint.mean() - log_mean_exp
 
-    def penalty(self, f_y: Tensor, f_z: Tensor, z: Tensor | None = None) -> Tensor:
-        return self.dv(f_y, f_z)
+    def penalty(self, f_y: Tensor, f_z: Tensor, z: Tensor | None = None, y: Tensor | None = None) -> Tensor:
+        return self.dv(f_y, f_z, y=y)
 
-    def critic_loss(self, f_y: Tensor, f_z: Tensor, z: Tensor | None = None) -> Tensor:
-        return -self.dv(f_y, f_z)
+    def critic_loss(self, f_y: Tensor, f_z: Tensor, z: Tensor | None = None, y: Tensor | None = None) -> Tensor:
+        return -self.dv(f_y, f_z, y=y)
 
     @torch.no_grad()
-    def estimate(self, f_y: Tensor, f_z: Tensor, z: Tensor | None = None) -> float:
-        return float(self.dv(f_y, f_z, update_stats=False))
+    def estimate(self, f_y: Tensor, f_z: Tensor, z: Tensor | None = None, y: Tensor | None = None) -> float:
+        return float(self.dv(f_y, f_z, update_stats=False, y=y))
 
 
 # --------------------------------------------------------------------- distance correlation
@@ -323,7 +354,7 @@ class DistanceCorrelation(DependenceEstimator):
         super().__init__(d_y, d_z)
         self.squared = squared
 
-    def penalty(self, f_y: Tensor, f_z: Tensor, z: Tensor | None = None) -> Tensor:
+    def penalty(self, f_y: Tensor, f_z: Tensor, z: Tensor | None = None, y: Tensor | None = None) -> Tensor:
         self._check(f_y, f_z)
         return distance_correlation(f_y, f_z, self.squared)
 
@@ -368,7 +399,7 @@ class MMD(DependenceEstimator):
             raise ConfigError(f"MMD: scales must be positive bandwidth multipliers, got {scales!r}")
         self.scales = tuple(float(s) for s in scales)
 
-    def penalty(self, f_y: Tensor, f_z: Tensor, z: Tensor | None = None) -> Tensor:
+    def penalty(self, f_y: Tensor, f_z: Tensor, z: Tensor | None = None, y: Tensor | None = None) -> Tensor:
         self._check(f_y, f_z)
         return hsic(f_y, f_z, self.scales)
 
@@ -437,16 +468,16 @@ class AdversarialClassifier(DependenceEstimator):
         return torch.stack([F.cross_entropy(h(f_y), z[:, i].long())
                             for i, h in enumerate(self.heads)])
 
-    def penalty(self, f_y: Tensor, f_z: Tensor, z: Tensor | None = None) -> Tensor:
+    def penalty(self, f_y: Tensor, f_z: Tensor, z: Tensor | None = None, y: Tensor | None = None) -> Tensor:
         self._check(f_y, f_z, min_batch=1)
         return self._cross_entropies(grad_reverse(f_y, self.grl_scale), z).sum()
 
-    def critic_loss(self, f_y: Tensor, f_z: Tensor, z: Tensor | None = None) -> Tensor:
+    def critic_loss(self, f_y: Tensor, f_z: Tensor, z: Tensor | None = None, y: Tensor | None = None) -> Tensor:
         self._check(f_y, f_z, min_batch=1)
         return self._cross_entropies(f_y, z).sum()
 
     @torch.no_grad()
-    def estimate(self, f_y: Tensor, f_z: Tensor, z: Tensor | None = None) -> float:
+    def estimate(self, f_y: Tensor, f_z: Tensor, z: Tensor | None = None, y: Tensor | None = None) -> float:
         self._check(f_y, f_z, min_batch=1)
         ce = self._cross_entropies(f_y, z)
         z = z[:, None] if z.dim() == 1 else z

@@ -12,10 +12,11 @@ class MIMMNet(nn.Module):
     logits = [y logits, z1 logits, ...]."""
 
     def __init__(self, encoder: str, f_y_dim: int, f_z_dims: list[int], n_classes: list[int],
-                 head: str = "linear", in_channels: int = 1):
+                 head: str = "linear", in_channels: int = 1, width: int | None = None):
         super().__init__()
         self.dims = [f_y_dim, *f_z_dims]
-        self.encoder = build_encoder(encoder, sum(self.dims), in_channels=in_channels)
+        kw = {"width": width} if encoder == "conv4" and width is not None else {}
+        self.encoder = build_encoder(encoder, sum(self.dims), in_channels=in_channels, **kw)
         self.heads = SplitHeads(self.dims, n_classes, head=head)
 
     def forward(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:

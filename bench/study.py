@@ -1,0 +1,71 @@
+"""The MIMM-X study (docs/why-mimmx-works.md): train named variants of a poster row and print
+one line each: y accuracy on Validation / Inverted / Balanced (model chosen on the confounded
+selection split), linear-probe accuracy f_y -> z_i on the Balanced set, wall time.
+
+    python bench/study.py --variant NAME "key=value key=value" [--variant ...] [--seeds 0 1 2]
+        [--row "MIMM-X + DLS + CAW"] [--experiment exp1] [--jobs 2]
+
+Each job runs on one torch thread; --jobs runs that many in parallel processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+
+def job(args: tuple) -> dict:
+    experiment, row_label, name, overrides, seed = args
+    os.environ["MIMMX_THREADS"] = "1"
+    import numpy as np
+
+    from mimmx.evaluation import probe_matrix
+    from mimmx.experiments import row_config, rows
+    from mimmx.trainer import train
+
+    row = {r.label: r for r in rows(experiment)}[row_label]
+    cfg = row_config(experiment, row, seed=seed).override(overrides)
+    t = time.perf_counter()
+    result = train(cfg)
+    wall = time.perf_counter() - t
+    feats = result.features("balanced")
+    n_z = len(result.scenario.spec.factors)
+    labels = {f"z{i + 1}": feats[f"z{i + 1}"] for i in range(n_z)}
+    m = probe_matrix({"f_y": feats["f_y"]}, labels, probe="logreg", seed=seed)
+    acc = result.best["acc"]
+    return {"variant": name, "seed": seed, "val": acc["validation"]["y"], "inv": acc["inverted"]["y"],
+            "bal": acc["balanced"]["y"], "sel": acc["selection"]["y"], "epoch": result.best["epoch"],
+            **{f"probe_z{i + 1}": float(m.loc["f_y", f"z{i + 1}"]) for i in range(n_z)},
+            "z_acc": [acc["validation"][f"z{i + 1}"] for i in range(n_z)],
+            "wall": wall, "img_s": result.images_per_second, "overrides": overrides,
+            "mi": result.best.get("estimate"), "history": [(e["epoch"], e["acc"]["selection"]["y"],
+                                                            e["acc"]["inverted"]["y"]) for e in result.history],
+            "_np": np.__version__}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--variant", nargs=2, action="append", metavar=("NAME", "OVERRIDES"), required=True)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--row", default="MIMM-X + DLS + CAW")
+    p.add_argument("--experiment", default="exp1")
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--log", default=None, help="append JSON lines here")
+    a = p.parse_args()
+    jobs = [(a.experiment, a.row, name, ov.split(), s) for name, ov in a.variant for s in a.seeds]
+    with ProcessPoolExecutor(a.jobs) as pool:
+        for r in pool.map(job, jobs):
+            print(f"{r['variant']:28s} s{r['seed']} val {r['val']:5.1f} inv {r['inv']:5.1f} bal {r['bal']:5.1f} "
+                  f"| probe f_y->z " + " ".join(f"{r[k]:5.1f}" for k in r if k.startswith("probe_"))
+                  + f" | z acc {' '.join(f'{v:5.1f}' for v in r['z_acc'])} | ep {r['epoch']} "
+                  f"| {r['wall']:5.0f}s {r['img_s']:5.0f} img/s", flush=True)
+            if a.log:
+                with open(a.log, "a") as f:
+                    f.write(json.dumps({k: v for k, v in r.items() if k != "_np"}) + "\n")
+
+
+if __name__ == "__main__":
+    main()
