@@ -108,11 +108,27 @@ class Method(nn.Module):
         pen, pen_logs = self.penalty(parts, y, z)
         if pen is not None:
             weight = self.cfg.lam * float(epoch >= self.cfg.warmup_epochs)
+            if self.cfg.grad_scaling and weight > 0:
+                weight *= self._gradient_ratio(loss, weight * pen, parts)
+                logs["penalty_scale"] = weight / self.cfg.lam
             loss = loss + weight * pen
             logs["penalty"] = float(pen.detach())
             logs.update(pen_logs)
         logs["loss"] = float(loss.detach())
         return loss, logs
+
+    @staticmethod
+    def _gradient_ratio(task: Tensor, penalty: Tensor, parts: list[Tensor]) -> float:
+        """min(1, ‖∂task/∂f‖ / ‖∂penalty/∂f‖) on the features f: the adaptive scaling that keeps
+        the dependence term from drowning the task's gradient (gradients w.r.t. the features
+        only, so the encoder's backward runs once)."""
+        g_task = torch.autograd.grad(task, parts, retain_graph=True, allow_unused=True)
+        g_pen = torch.autograd.grad(penalty, parts, retain_graph=True, allow_unused=True)
+        def norm(grads) -> float:
+            return sum(float((g.detach() ** 2).sum()) for g in grads if g is not None) ** 0.5
+
+        n_pen = norm(g_pen)
+        return 1.0 if n_pen == 0.0 else min(1.0, norm(g_task) / n_pen)
 
     @property
     def head_names(self) -> list[str]:

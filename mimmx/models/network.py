@@ -21,4 +21,6 @@ class MIMMNet(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         f = self.encoder(x)  # (B, d_y + Σ d_zi)
-        return self.heads.split(f), self.heads(f)
+        parts = self.heads.split(f)
+        # logits from the same part tensors, so gradients w.r.t. a part see every path
+        return parts, [head(p) for head, p in zip(self.heads.heads, parts)]
