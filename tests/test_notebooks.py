@@ -2,7 +2,6 @@
 lesson's key fact. Committed notebooks carry no outputs."""
 
 import json
-import os
 from pathlib import Path
 
 import pytest
