@@ -47,7 +47,21 @@ def test_search_order(tmp_path, monkeypatch):
     monkeypatch.setenv(data.ENV_VAR, str(tmp_path / "env"))
     monkeypatch.chdir(tmp_path)
     roots = data.search_roots(tmp_path / "explicit")
-    assert roots == [tmp_path / "explicit", tmp_path / "env", tmp_path / "data"]
+    assert roots[:3] == [tmp_path / "explicit", tmp_path / "env", tmp_path / "data"]
+    # last, the checkout's own data/ (notebooks run from notebooks/ still find the cache)
+    from pathlib import Path
+
+    assert roots[3:] == [Path(data.__file__).resolve().parents[2] / "data"]
+
+
+def test_cache_dir_is_the_checkouts_unless_set(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.delenv(data.CACHE_ENV_VAR, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert data.cache_dir() == Path(data.__file__).resolve().parents[2] / "data" / "cache"
+    monkeypatch.setenv(data.CACHE_ENV_VAR, str(tmp_path / "c"))
+    assert data.cache_dir("x") == tmp_path / "c" / "x" and (tmp_path / "c" / "x").is_dir()
 
 
 def test_missing_data_message_names_every_folder_and_both_fixes(tmp_path, monkeypatch):

@@ -92,8 +92,9 @@ class FileStatus:
 
 
 def search_roots(root: str | Path | None = None) -> list[Path]:
-    """The folders searched for datasets, in order: ``root``, ``$MIMMX_DATA``, ``./data``."""
-    roots = [root, os.environ.get(ENV_VAR) or None, "data"]
+    """The folders searched for datasets, in order: ``root``, ``$MIMMX_DATA``, ``./data``, and
+    the checkout's ``data/`` (for notebooks and scripts run from a sub-folder)."""
+    roots = [root, os.environ.get(ENV_VAR) or None, "data", _project_data()]
     seen, out = set(), []
     for r in roots:
         if r is None:
@@ -105,10 +106,18 @@ def search_roots(root: str | Path | None = None) -> list[Path]:
     return out
 
 
+def _project_data() -> Path | None:
+    """``data/`` of the source checkout holding this package (None when installed elsewhere)."""
+    root = Path(__file__).resolve().parents[2]
+    return root / "data" if (root / "pyproject.toml").is_file() and (root / "mimmx").is_dir() else None
+
+
 def cache_dir(*parts: str) -> Path:
     """A writable folder for derived caches (Morpho-MNIST table, results): ``$MIMMX_CACHE``,
-    else ``./data/cache``. ``$MIMMX_DATA`` may be read-only, so caches never go there."""
-    base = Path(os.environ.get(CACHE_ENV_VAR) or "data/cache").expanduser().resolve()
+    else ``data/cache`` of the checkout (so notebooks run from ``notebooks/`` share it), else
+    ``./data/cache``. ``$MIMMX_DATA`` may be read-only, so caches never go there."""
+    default = (_project_data() or Path("data")) / "cache"
+    base = Path(os.environ.get(CACHE_ENV_VAR) or default).expanduser().resolve()
     path = base.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
