@@ -187,3 +187,15 @@ def test_cli_json(real_data):
 def test_replace_keeps_spec_frozen():
     spec = dataclasses.replace(SCENARIOS["exp2"], n_train=10)
     assert spec.n_train == 10 and SCENARIOS["exp2"].n_train == 20000
+
+
+def test_sample_grid_shows_each_cell(exp2):
+    from mimmx.scenarios import sample_figure, sample_grid
+
+    grid, labels = sample_grid(exp2, "train", factor=0, per_cell=3)
+    assert grid.shape == (4, 3, 28, 28) and len(labels) == 4
+    # cell (y=0, marker=left): every shown image has the marker in the top-left corner
+    assert (grid[0][:, 1:5, 1:5] > 0).all() and "left" in labels[0]
+    assert "(" + str(int(((exp2.splits["train"].y == 0) & (exp2.splits["train"].z[:, 0] == 0)).sum())) + ")" in labels[0]
+    fig = sample_figure(exp2, "train", factor=1, per_cell=3)
+    assert len(fig.data) == 4

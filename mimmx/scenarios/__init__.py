@@ -11,6 +11,8 @@ from mimmx.scenarios.builder import (
     SplitData,
     build,
     cell_counts,
+    sample_figure,
+    sample_grid,
     split_conditionals,
 )
 from mimmx.scenarios.factors import INDUCED, NATURAL
@@ -19,7 +21,7 @@ from mimmx.scenarios.presets import SCENARIOS, get_spec
 __all__ = [
     "SPLITS", "TEST_SETS", "FactorSpec", "InfeasibleScenarioError", "Scenario", "ScenarioSpec",
     "SplitData", "build", "cell_counts", "split_conditionals", "INDUCED", "NATURAL", "SCENARIOS",
-    "get_spec", "build_named",
+    "get_spec", "build_named", "sample_grid", "sample_figure",
 ]
 
 

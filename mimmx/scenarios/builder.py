@@ -299,3 +299,43 @@ def _draw(spec, name, source, n, seed, base, y_all, z_nat, used, p_y, cond, natu
     for i in induced:
         x = INDUCED[spec.factors[i].source].fn(x, z[:, i], ctx)
     return SplitData(x.contiguous(), y, z.contiguous(), index, source)
+
+
+def sample_grid(scenario: Scenario, split: str = "train", factor: int = 0, per_cell: int = 6,
+                seed: int = 0) -> tuple[torch.Tensor, list[str]]:
+    """Example images of every cell (y, z_factor) of a split, for notebooks and the app.
+
+    Returns images (n_cells, per_cell, 28, 28) uint8 (cells with fewer images are padded with
+    black) and a label per cell, in row-major (y, z) order."""
+    d = scenario.splits[split]
+    gen = torch.Generator().manual_seed(seed)
+    k = scenario.n_z[factor]
+    cells, labels = [], []
+    for yv in range(scenario.n_y):
+        for zv in range(k):
+            idx = torch.nonzero((d.y == yv) & (d.z[:, factor] == zv)).flatten()
+            idx = idx[torch.randperm(len(idx), generator=gen)[:per_cell]]
+            imgs = torch.zeros(per_cell, *d.x.shape[1:], dtype=torch.uint8)
+            imgs[: len(idx)] = d.x[idx]
+            cells.append(imgs)
+            labels.append(f"y={scenario.y_names[yv]}, {scenario.factor_names[factor]}="
+                          f"{scenario.z_values[factor][zv]} ({int(((d.y == yv) & (d.z[:, factor] == zv)).sum())})")
+    return torch.stack(cells), labels
+
+
+def sample_figure(scenario: Scenario, split: str = "train", factor: int = 0, per_cell: int = 6,
+                  seed: int = 0):
+    """A plotly figure of :func:`sample_grid`: one row per cell, with the cell's count."""
+    import plotly.express as px
+
+    grid, labels = sample_grid(scenario, split, factor, per_cell, seed)
+    n_cells, n, h, w = grid.shape
+    mosaic = grid.permute(0, 2, 1, 3).reshape(n_cells, h, n * w)  # cells side by side per row
+    fig = px.imshow(mosaic.numpy(), facet_col=0, facet_col_wrap=1, binary_string=True,
+                    facet_row_spacing=0.04, height=110 * n_cells + 60)
+    for i, label in enumerate(labels):
+        fig.layout.annotations[i].text = label
+    fig.update_xaxes(showticklabels=False).update_yaxes(showticklabels=False)
+    fig.update_layout(title=f"{scenario.spec.name}: {split} samples per (y, {scenario.factor_names[factor]})",
+                      margin=dict(l=10, r=10, t=60, b=10))
+    return fig
