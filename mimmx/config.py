@@ -41,6 +41,7 @@ class ModelConfig:
     f_y_dim: int = 16
     f_z_dim: int = 16  # per spurious factor
     head: str = "linear"  # "linear" | "identity" (the part is the logits, as the original MIMM)
+    separate_encoders: bool = False  # one encoder for f_y and one for all f_z (no shared trunk)
 
 
 @dataclass

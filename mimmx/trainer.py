@@ -120,7 +120,8 @@ def build_model(cfg: RunConfig, scenario: Scenario, device) -> tuple[MIMMNet, Me
     n_factors = len(scenario.spec.factors)
     dims = Dims(cfg.model.f_y_dim, (cfg.model.f_z_dim,) * n_factors, scenario.n_y, tuple(scenario.n_z))
     model = MIMMNet(cfg.model.encoder, dims.f_y, list(dims.f_z), [dims.n_y, *dims.n_z],
-                    head=cfg.model.head, width=cfg.model.width).to(device)
+                    head=cfg.model.head, width=cfg.model.width,
+                    separate_encoders=cfg.model.separate_encoders).to(device)
     return model, build_method(cfg.method, dims, cfg.train.epochs).to(device)
 
 

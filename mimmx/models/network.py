@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from mimmx.models.encoders import SplitHeads, build_encoder
+
+
+class _Concat(nn.Module):
+    def __init__(self, *encoders: nn.Module):
+        super().__init__()
+        self.encoders = nn.ModuleList(encoders)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([e(x) for e in self.encoders], dim=1)
 
 
 class MIMMNet(nn.Module):
@@ -12,11 +22,16 @@ class MIMMNet(nn.Module):
     logits = [y logits, z1 logits, ...]."""
 
     def __init__(self, encoder: str, f_y_dim: int, f_z_dims: list[int], n_classes: list[int],
-                 head: str = "linear", in_channels: int = 1, width: int | None = None):
+                 head: str = "linear", in_channels: int = 1, width: int | None = None,
+                 separate_encoders: bool = False):
         super().__init__()
         self.dims = [f_y_dim, *f_z_dims]
         kw = {"width": width} if encoder == "conv4" and width is not None else {}
-        self.encoder = build_encoder(encoder, sum(self.dims), in_channels=in_channels, **kw)
+        if separate_encoders:  # f = [φ_y(x), φ_z(x)]: no shared trunk between f_y and f_z
+            self.encoder = _Concat(build_encoder(encoder, f_y_dim, in_channels=in_channels, **kw),
+                                   build_encoder(encoder, sum(f_z_dims), in_channels=in_channels, **kw))
+        else:
+            self.encoder = build_encoder(encoder, sum(self.dims), in_channels=in_channels, **kw)
         self.heads = SplitHeads(self.dims, n_classes, head=head)
 
     def forward(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:

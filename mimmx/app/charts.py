@@ -1,0 +1,106 @@
+"""Plotly figures and tables of the app, built from ``Job.snapshot()`` state (plain dicts)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+
+from mimmx.evaluation import embedding_figure
+
+SPLIT_NAMES = {"validation": "Validation", "inverted": "Inverted", "balanced": "Balanced"}
+
+
+def accuracy_frame(runs: dict) -> pd.DataFrame:
+    """Tidy ``method, epoch, test_set, accuracy`` of the y head, from every run's eval events."""
+    out = [{"method": label, "epoch": ev["epoch"], "test_set": name, "accuracy": ev["acc"][s]["y"]}
+           for label, run in runs.items() for ev in run["history"]
+           for s, name in SPLIT_NAMES.items() if s in ev["acc"]]
+    return pd.DataFrame(out, columns=["method", "epoch", "test_set", "accuracy"])
+
+
+def accuracy_figure(runs: dict) -> go.Figure:
+    """Accuracy of f_y→y on Validation / Inverted / Balanced over the epochs, one panel per method."""
+    df = accuracy_frame(runs)
+    fig = px.line(df, x="epoch", y="accuracy", color="test_set", facet_col="method", markers=True,
+                  range_y=[0, 100], template="plotly_white",
+                  labels={"accuracy": "accuracy of y [%]", "test_set": "test set"})
+    fig.add_hline(y=50, line_dash="dot", line_color="grey")
+    fig.update_layout(height=340, margin={"t": 40})
+    return fig
+
+
+def dynamics_frame(runs: dict) -> pd.DataFrame:
+    """Tidy ``method, epoch, quantity, value``: the γ's of every encoder step and the
+    method's dependence estimate at every evaluation."""
+    out = []
+    for label, run in runs.items():
+        for ev in run["steps"]:
+            out += [{"method": label, "epoch": ev["epoch"], "quantity": k, "value": v}
+                    for k, v in ev.items() if k.startswith("gamma_")]
+        out += [{"method": label, "epoch": ev["epoch"], "quantity": "MI estimate", "value": ev["estimate"]}
+                for ev in run["history"] if ev.get("estimate") is not None]
+    return pd.DataFrame(out, columns=["method", "epoch", "quantity", "value"])
+
+
+def dynamics_figure(runs: dict) -> go.Figure | None:
+    df = dynamics_frame(runs)
+    if df.empty:
+        return None
+    fig = px.line(df, x="epoch", y="value", color="quantity", facet_col="method",
+                  template="plotly_white")
+    fig.update_yaxes(matches=None)
+    fig.update_layout(height=300, margin={"t": 40})
+    return fig
+
+
+def final_table(runs: dict) -> pd.DataFrame:
+    """One row per finished run: every head on every test set at the epoch chosen on the
+    confounded selection split (the poster's table (a))."""
+    out = []
+    for label, run in runs.items():
+        best = (run.get("record") or {}).get("best")
+        if not best:
+            continue
+        row = {"method": label, "epoch": best["epoch"], "cached": run["cached"]}
+        for s, name in SPLIT_NAMES.items():
+            for head, acc in best["acc"][s].items():
+                row[f"{name} {head}"] = round(acc, 1)
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def probe_table(record: dict) -> pd.DataFrame | None:
+    """Table (b): logistic-regression probe accuracy of every label from every feature part."""
+    probes = pd.DataFrame((record.get("report") or {}).get("probes", []))
+    if probes.empty:
+        return None
+    probes = probes[probes["probe"] == "logreg"]
+    return probes.pivot(index="part", columns="label", values="accuracy").round(1)
+
+
+def contingency_table(info: dict, split: str) -> pd.DataFrame:
+    """Counts of (y, z) per factor in one split: rows y, columns factor / z."""
+    df = pd.DataFrame(info["contingency"])
+    df = df[df["split"] == split]
+    return df.pivot_table(index="y", columns=["factor", "z"], values="count", sort=False)
+
+
+def embedding_figures(record: dict, info: dict | None) -> dict:
+    """Part -> scatter of its PCA embedding, coloured by y and by each z (buttons switch)."""
+    df = pd.DataFrame(record.get("app_embeddings") or [])
+    if df.empty:
+        return {}
+    how = df["method"].iloc[0] if "method" in df.columns else "PCA"
+    labels = [c for c in df.columns if c == "y" or (c.startswith("z") and c[1:].isdigit())]
+    names = {}
+    if info:
+        names["y"] = dict(enumerate(info["y_names"]))
+        for i, f in enumerate(info["factors"]):
+            names[f"z{i + 1}"] = dict(enumerate(f["values"]))
+    figs = {}
+    for part, d in df.groupby("part", sort=False):
+        figs[part] = embedding_figure(d[["dim1", "dim2"]].to_numpy(), {k: d[k].to_numpy() for k in labels},
+                                      title=f"{part} ({how}, Balanced set)", names=names)
+        figs[part].update_layout(height=360)
+    return figs
