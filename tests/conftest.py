@@ -37,3 +37,12 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def morpho_table(real_data):
+    """The Morpho-MNIST table (thin/thick digits) that exp1 and morpho need: built once per
+    machine into the cache (about two to four minutes on 2 cores), loaded in under 2 s after."""
+    from mimmx.morpho import load_table
+
+    return load_table(progress=False)

@@ -11,7 +11,7 @@ APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
 @pytest.fixture
-def app(real_data, tmp_path, monkeypatch):
+def app(morpho_table, tmp_path, monkeypatch):
     monkeypatch.setenv("MIMMX_APP_TINY", "1")  # 400 training images, 2 epochs
     monkeypatch.setenv("MIMMX_APP_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("MIMMX_THREADS", "1")
@@ -72,7 +72,7 @@ def test_infeasible_request_shows_an_error(app):
     assert "train" in at.error[0].value.lower()
 
 
-def test_stop_ends_the_training_early_and_stores_nothing(real_data, tmp_path, monkeypatch):
+def test_stop_ends_the_training_early_and_stores_nothing(morpho_table, tmp_path, monkeypatch):
     from mimmx.app import session
     from mimmx.results import ResultStore
 

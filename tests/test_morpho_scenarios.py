@@ -12,10 +12,8 @@ SMALL = dict(n_train=2000, n_selection=400, n_test=600)
 
 
 @pytest.fixture(scope="module")
-def table(real_data):
-    from mimmx.morpho import load_table
-
-    return load_table(progress=False)
+def table(morpho_table):
+    return morpho_table
 
 
 def test_exp1_thickness_is_the_morpho_perturbation(table):

@@ -16,7 +16,7 @@ def test_committed_without_outputs(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_runs_in_fast_mode(path, real_data, monkeypatch):
+def test_runs_in_fast_mode(path, morpho_table, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
 
