@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.mimmx-installed
 
 # Datasets: $MIMMX_DATA if set, else ../shared/data beside the checkout, else ./data.
-MIMMX_DATA ?= $(firstword $(wildcard ../shared/data) $(CURDIR)/data)
+MIMMX_DATA ?= $(firstword $(abspath $(wildcard ../shared/data)) $(CURDIR)/data)
 export MIMMX_DATA
 
 .PHONY: app test lint env bench clean-env
