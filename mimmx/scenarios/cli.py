@@ -32,13 +32,20 @@ def run(args: argparse.Namespace) -> int:
         }, indent=1))
         return 0
     print(f"{sc.spec.name} ({sc.spec.dataset}, seed {sc.seed})\n{sc.spec.story}\n")
+    print_tables(sc, lambda f: f"{f.kind}: {f.source}")
+    return 0
+
+
+def print_tables(sc, describe) -> None:
+    """Sizes, then one counts (ratio) table per factor, splits in order; ``describe(factor)``
+    says where the factor comes from."""
+    table = sc.contingency()
     print("sizes: " + ", ".join(f"{s} {len(d)}" for s, d in sc.splits.items()))
     for f, values in zip(sc.spec.factors, sc.z_values):
-        print(f"\nfactor {f.name} ({f.kind}: {f.source}"
-              + (f", ~ {f.analogue}" if f.analogue else "") + "): counts (ratio)")
+        print(f"\nfactor {f.name} ({describe(f)}" + (f", ~ {f.analogue}" if f.analogue else "")
+              + "): counts (ratio)")
         sub = table[table.factor == f.name]
         cells = sub.assign(cell=sub["count"].astype(str) + " (" + sub["ratio"].map("{:.3f}".format) + ")")
         pivot = cells.pivot(index=["split", "y"], columns="z", values="cell")
         order = [(s, y) for s in sc.splits for y in sc.y_names if (s, y) in pivot.index]
         print(pivot.loc[order, list(values)].to_string())
-    return 0

@@ -9,6 +9,7 @@ import dataclasses
 import json
 
 from mimmx.errors import UserError
+from mimmx.scenarios.cli import print_tables
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -63,14 +64,5 @@ def run(args: argparse.Namespace) -> int:
                                         aggfunc="sum", sort=False)
     print("images per pool, y and factor value:\n" + pools.to_string() + "\n")
     print(f"{sc.spec.story}\n")
-    print("sizes: " + ", ".join(f"{s} {len(d)}" for s, d in sc.splits.items()))
-    for f, values in zip(sc.spec.factors, sc.z_values):
-        print(f"\nfactor {f.name} (column {f.source}" + (f", ~ {f.analogue}" if f.analogue else "")
-              + "): counts (ratio)")
-        sub = table[table.factor == f.name]
-        ratio = sub["ratio"].map("{:.3f}".format)
-        cells = sub.assign(cell=sub["count"].astype(str) + " (" + ratio + ")")
-        pivot = cells.pivot(index=["split", "y"], columns="z", values="cell")
-        order = [(s, y) for s in sc.splits for y in sc.y_names if (s, y) in pivot.index]
-        print(pivot.loc[order, list(values)].to_string())
+    print_tables(sc, lambda f: f"column {f.source}")
     return 0
