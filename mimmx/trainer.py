@@ -147,6 +147,7 @@ def train(cfg: RunConfig, scenario: Scenario | None = None, callbacks: Iterable[
     if n < tr.batch_size:
         raise ConfigError(f"train.batch_size = {tr.batch_size} exceeds the {n} training images")
     weights = method.sample_weights(train_split.y, train_split.z)
+    pen_weights = method.penalty_sample_weights(train_split.y, train_split.z)
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
     steps_per_epoch = n // tr.batch_size
     amp = tr.amp and device.type == "cuda"
@@ -171,12 +172,22 @@ def train(cfg: RunConfig, scenario: Scenario | None = None, callbacks: Iterable[
         order = order.to(device)
         for b in range(steps_per_epoch):
             idx = order[b * tr.batch_size:(b + 1) * tr.batch_size]
+            encoder_step = step % method.n_b == 0
+            pen_idx = None
+            if pen_weights is not None:  # the penalty's and the estimator's own batch
+                pen_idx = torch.multinomial(pen_weights.cpu(), tr.batch_size, replacement=True,
+                                            generator=gen).to(device)
+                idx = idx if encoder_step else pen_idx
             x, y, z = batches_of(train_split.x[idx]), train_split.y[idx], train_split.z[idx]
             progress = epoch + b / steps_per_epoch
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                if step % method.n_b == 0:
+                if encoder_step:
                     parts, logits = model(x)
-                    loss, logs = method.encoder_loss(parts, logits, y, z, progress)
+                    pen_batch = None
+                    if pen_idx is not None:
+                        pen_parts, _ = model(batches_of(train_split.x[pen_idx]))
+                        pen_batch = (pen_parts, train_split.y[pen_idx], train_split.z[pen_idx])
+                    loss, logs = method.encoder_loss(parts, logits, y, z, progress, pen_batch)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()

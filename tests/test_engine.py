@@ -111,3 +111,27 @@ def test_caw_scorer_trains_with_the_critic(tiny_scenario):
     assert type(est).__name__ == "CAWEstimator"
     # the scorer's output layer starts at zero (uniform attention); estimator steps move it
     assert est.caw.scorers[0][2].weight.abs().sum() > 0
+
+
+
+def test_balanced_penalty_batches_make_y_and_z_independent(tiny_scenario, monkeypatch):
+    """estimator.balanced: the estimator trains on cell-balanced batches, so within them y and z
+    agree about half the time although the training split has them correlated (r = 0.9)."""
+    from mimmx.methods.catalogue import MIMMX
+
+    tr = tiny_scenario.splits["train"]
+    assert float((tr.z[:, 0] == tr.y).float().mean()) > 0.85
+    seen = []
+    original = MIMMX.estimator_loss
+
+    def spy(self, parts, y, z):
+        seen.append(float((z[:, 0] == y).float().mean()))
+        return original(self, parts, y, z)
+
+    monkeypatch.setattr(MIMMX, "estimator_loss", spy)
+    for balanced, low, high in ((True, 0.4, 0.6), (False, 0.85, 0.95)):
+        seen.clear()
+        cfg = RunConfig().override(TINY + ["method.name=mimmx", "train.epochs=1",
+                                           f"method.estimator.balanced={balanced}"])
+        train(cfg, tiny_scenario)
+        assert low < sum(seen) / len(seen) < high, (balanced, sum(seen) / len(seen))

@@ -20,6 +20,13 @@ from mimmx.models.dls import alpha_y_schedule, dls_gammas
 METHODS: dict[str, type[Method]] = {}
 
 
+def cell_balancing_weights(y: Tensor, z: Tensor) -> Tensor:
+    """Sampling weights w(x) ∝ 1 / count(y(x), z_1(x), ..., z_N(x)): every cell equally likely."""
+    cells = torch.cat([y[:, None], z], 1)
+    _, inverse, counts = torch.unique(cells, dim=0, return_inverse=True, return_counts=True)
+    return 1.0 / counts[inverse].float()
+
+
 def register(name: str):
     """Class decorator: ``@register("mimmx")`` adds the method to :data:`METHODS`."""
 
@@ -96,20 +103,28 @@ class Method(nn.Module):
         """Per-example sampling weights for the training set (None: uniform)."""
         return None
 
+    def penalty_sample_weights(self, y: Tensor, z: Tensor) -> Tensor | None:
+        """Sampling weights for a separate batch on which the penalty and the estimator are
+        computed (None: they use the training batch)."""
+        return None
+
     def encoder_loss(self, parts: list[Tensor], logits: list[Tensor], y: Tensor, z: Tensor,
-                     epoch: float) -> tuple[Tensor, dict]:
-        """L = Σ γ_i L_i + λ·ramp·penalty; ``epoch`` is fractional (e.g. 2.5)."""
+                     epoch: float, penalty_batch: tuple | None = None) -> tuple[Tensor, dict]:
+        """L = Σ γ_i L_i + λ·penalty; ``epoch`` is fractional (e.g. 2.5). The penalty is computed
+        on ``penalty_batch = (parts, y, z)`` when given (see :meth:`penalty_sample_weights`),
+        else on the training batch."""
         targets = [y, *z.unbind(1)]
         losses = torch.stack([F.cross_entropy(lg, t) for lg, t in zip(logits, targets)])
         gammas = self.gammas(losses, epoch)
         loss = (gammas * losses).sum()
         logs = {f"loss_{k}": float(v) for k, v in zip(self.head_names, losses.detach())}
         logs.update({f"gamma_{k}": float(g) for k, g in zip(self.head_names, gammas)})
-        pen, pen_logs = self.penalty(parts, y, z)
+        pen_parts, pen_y, pen_z = penalty_batch or (parts, y, z)
+        pen, pen_logs = self.penalty(pen_parts, pen_y, pen_z)
         if pen is not None:
             weight = self.cfg.lam * float(epoch >= self.cfg.warmup_epochs)
             if self.cfg.grad_scaling and weight > 0:
-                weight *= self._gradient_ratio(loss, weight * pen, parts)
+                weight *= self._gradient_ratio(loss, parts, weight * pen, pen_parts)
                 logs["penalty_scale"] = weight / self.cfg.lam
             loss = loss + weight * pen
             logs["penalty"] = float(pen.detach())
@@ -118,12 +133,13 @@ class Method(nn.Module):
         return loss, logs
 
     @staticmethod
-    def _gradient_ratio(task: Tensor, penalty: Tensor, parts: list[Tensor]) -> float:
+    def _gradient_ratio(task: Tensor, parts: list[Tensor], penalty: Tensor,
+                        pen_parts: list[Tensor]) -> float:
         """min(1, ‖∂task/∂f‖ / ‖∂penalty/∂f‖) on the features f: the adaptive scaling that keeps
         the dependence term from drowning the task's gradient (gradients w.r.t. the features
         only, so the encoder's backward runs once)."""
         g_task = torch.autograd.grad(task, parts, retain_graph=True, allow_unused=True)
-        g_pen = torch.autograd.grad(penalty, parts, retain_graph=True, allow_unused=True)
+        g_pen = torch.autograd.grad(penalty, pen_parts, retain_graph=True, allow_unused=True)
         def norm(grads) -> float:
             return sum(float((g.detach() ** 2).sum()) for g in grads if g is not None) ** 0.5
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mimmx.methods.base import Dims, Method, register
+from mimmx.methods.base import Dims, Method, cell_balancing_weights, register
 from mimmx.models.caw import CAW, CAWEstimator
 from mimmx.models.estimators import DependenceEstimator, build_estimator
 
@@ -42,9 +42,7 @@ class Rebalance(Method):
     w(x) ∝ 1 / count(y(x), z(x))."""
 
     def sample_weights(self, y: Tensor, z: Tensor) -> Tensor:
-        cells = torch.cat([y[:, None], z], 1)
-        _, inverse, counts = torch.unique(cells, dim=0, return_inverse=True, return_counts=True)
-        return 1.0 / counts[inverse].float()
+        return cell_balancing_weights(y, z)
 
 
 class DependencePenalty(Method):
@@ -89,6 +87,11 @@ class DependencePenalty(Method):
         return {**super().settings(), "estimator": type(self.estimators[0]).__name__,
                 "factors": self.factors, "per_factor": self.per_factor, "lam": self.cfg.lam,
                 "estimator_options": {"width": e.width, "marginals": e.marginals, "gradient": e.gradient}}
+
+    def penalty_sample_weights(self, y: Tensor, z: Tensor) -> Tensor | None:
+        """``estimator.balanced``: the penalty's batches are drawn with every cell
+        (y, z_i of the penalised factors) equally likely."""
+        return cell_balancing_weights(y, z[:, self.factors]) if self.cfg.estimator.balanced else None
 
     def _inputs(self, parts: list[Tensor], z: Tensor):
         return parts[0], [parts[1 + i] for i in self.factors], z[:, self.factors]
