@@ -75,6 +75,10 @@ class MethodConfig:
     alpha_z: float = 0.8  # α_Z
     beta_y: float = 0.01  # β_Y: growth of α_Y over the epochs
     n_b: int = 6  # N_B: one encoder step, then N_B − 1 estimator steps
+    # "per_step": every training batch gives an encoder step, followed by N_B − 1 estimator steps
+    # on batches of their own, so the encoder gets as many updates per epoch as the baseline;
+    # "per_batch": the original code's loop, batch k trains the encoder when k mod N_B = 0
+    alternation: str = "per_batch"
     warmup_epochs: float = 0.0  # estimator-only steps before the penalty starts
     one_sided: bool = False  # the penalty's gradient reaches f_y only (f_z is held by its own heads)
     grad_scaling: bool = False  # scale λ·penalty so its gradient on f is at most the CE gradient's

@@ -152,6 +152,40 @@ def train(cfg: RunConfig, scenario: Scenario | None = None, callbacks: Iterable[
     steps_per_epoch = n // tr.batch_size
     amp = tr.amp and device.type == "cuda"
 
+    own_batches = cfg.method.alternation == "per_step"
+    if cfg.method.alternation not in ("per_step", "per_batch"):
+        raise ConfigError(f"method.alternation must be 'per_step' or 'per_batch', "
+                          f"got {cfg.method.alternation!r}")
+
+    def draw() -> torch.Tensor:
+        """A batch of training indices for the estimator or the penalty: drawn with the
+        method's penalty weights (e.g. cell-balanced), else uniformly."""
+        w = pen_weights.cpu() if pen_weights is not None else torch.ones(n)
+        return torch.multinomial(w, tr.batch_size, replacement=True, generator=gen).to(device)
+
+    def encoder_step(idx: torch.Tensor, pen_idx: torch.Tensor | None, progress: float) -> dict:
+        x, y, z = batches_of(train_split.x[idx]), train_split.y[idx], train_split.z[idx]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            parts, logits = model(x)
+            pen_batch = None
+            if pen_idx is not None:
+                pen_parts, _ = model(batches_of(train_split.x[pen_idx]))
+                pen_batch = (pen_parts, train_split.y[pen_idx], train_split.z[pen_idx])
+            loss, logs = method.encoder_loss(parts, logits, y, z, progress, pen_batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return logs
+
+    def estimator_step(idx: torch.Tensor) -> dict:
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            parts, _ = model(batches_of(train_split.x[idx]))
+        est_loss = method.estimator_loss([p.float() for p in parts], train_split.y[idx], train_split.z[idx])
+        opt_est.zero_grad(set_to_none=True)
+        est_loss.backward()
+        opt_est.step()
+        return {"estimator_loss": float(est_loss.detach())}
+
     result = RunResult(cfg, scenario, model, method)
     best_state = None
 
@@ -171,42 +205,26 @@ def train(cfg: RunConfig, scenario: Scenario | None = None, callbacks: Iterable[
             order = torch.multinomial(weights.cpu(), n, replacement=True, generator=gen)
         order = order.to(device)
         for b in range(steps_per_epoch):
-            idx = order[b * tr.batch_size:(b + 1) * tr.batch_size]
-            encoder_step = step % method.n_b == 0
-            pen_idx = None
-            if pen_weights is not None:  # the penalty's and the estimator's own batch
-                pen_idx = torch.multinomial(pen_weights.cpu(), tr.batch_size, replacement=True,
-                                            generator=gen).to(device)
-                idx = idx if encoder_step else pen_idx
-            x, y, z = batches_of(train_split.x[idx]), train_split.y[idx], train_split.z[idx]
+            batch = order[b * tr.batch_size:(b + 1) * tr.batch_size]
             progress = epoch + b / steps_per_epoch
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                if encoder_step:
-                    parts, logits = model(x)
-                    pen_batch = None
-                    if pen_idx is not None:
-                        pen_parts, _ = model(batches_of(train_split.x[pen_idx]))
-                        pen_batch = (pen_parts, train_split.y[pen_idx], train_split.z[pen_idx])
-                    loss, logs = method.encoder_loss(parts, logits, y, z, progress, pen_batch)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    kind = "encoder"
+            if method.n_b == 1 or not own_batches:  # original: the epoch's batches are shared
+                kinds = ["encoder" if step % method.n_b == 0 else "estimator"]
+            else:  # one encoder step on this batch, then N_B − 1 estimator steps on drawn batches
+                kinds = ["encoder"] + ["estimator"] * (method.n_b - 1)
+            for kind in kinds:
+                if kind == "encoder":
+                    logs = encoder_step(batch, draw() if pen_weights is not None else None, progress)
                 else:
-                    with torch.no_grad():
-                        parts, _ = model(x)
-                    est_loss = method.estimator_loss([p.float() for p in parts], y, z)
-                    opt_est.zero_grad(set_to_none=True)
-                    est_loss.backward()
-                    opt_est.step()
-                    logs, kind = {"estimator_loss": float(est_loss.detach())}, "estimator"
-            if not math.isfinite(logs.get("loss", logs.get("estimator_loss", 0.0))):
-                raise FloatingPointError(f"the {kind} loss became {logs} at epoch {progress:.2f}; "
-                                         "lower the learning rate or λ")
-            step += 1
-            seen += len(idx)
-            if emit({"type": "step", "step": step, "epoch": progress, "kind": kind, **logs}):
-                stop = True
+                    logs = estimator_step(draw() if own_batches or pen_weights is not None else batch)
+                if not math.isfinite(logs.get("loss", logs.get("estimator_loss", 0.0))):
+                    raise FloatingPointError(f"the {kind} loss became {logs} at epoch {progress:.2f}; "
+                                             "lower the learning rate or λ")
+                step += 1
+                seen += tr.batch_size
+                if emit({"type": "step", "step": step, "epoch": progress, "kind": kind, **logs}):
+                    stop = True
+                    break
+            if stop:
                 break
         last = epoch == tr.epochs - 1 or stop
         if (epoch + 1) % tr.eval_every == 0 or last:

@@ -135,3 +135,21 @@ def test_balanced_penalty_batches_make_y_and_z_independent(tiny_scenario, monkey
                                            f"method.estimator.balanced={balanced}"])
         train(cfg, tiny_scenario)
         assert low < sum(seen) / len(seen) < high, (balanced, sum(seen) / len(seen))
+
+
+@pytest.mark.parametrize("alternation", ["per_step", "per_batch"])
+def test_alternation_counts_encoder_and_estimator_steps(tiny_scenario, alternation):
+    """per_step: every batch trains the encoder, then N_B − 1 estimator steps follow on drawn
+    batches; per_batch (the original loop): the epoch's batches are shared, 1 in N_B trains the
+    encoder."""
+    cfg = RunConfig().override(TINY + ["method.name=mimmx", "train.epochs=1",
+                                       f"method.alternation={alternation}"])
+    kinds = []
+    train(cfg, tiny_scenario, callbacks=[lambda ev: kinds.append(ev["kind"]) if ev["type"] == "step" else None])
+    batches = len(tiny_scenario.splits["train"]) // cfg.train.batch_size  # 15
+    n_enc = kinds.count("encoder")
+    if alternation == "per_step":
+        assert n_enc == batches and kinds.count("estimator") == batches * (cfg.method.n_b - 1)
+        assert kinds[:cfg.method.n_b] == ["encoder"] + ["estimator"] * (cfg.method.n_b - 1)
+    else:
+        assert len(kinds) == batches and n_enc == -(-batches // cfg.method.n_b)
