@@ -1,9 +1,11 @@
 """One trainer for every method.
 
 Data stay on the device as uint8 tensors and batches are index gathers (no DataLoader, no
-per-sample Python). Steps alternate as in MIMM: with N_B, step k is an encoder step when
-k mod N_B = 0 and an estimator step otherwise (methods without an estimator: every step
-trains the encoder). Model selection uses the confounded ``selection`` split only; the test
+per-sample Python). Steps alternate as in MIMM, one encoder step then N_B − 1 estimator steps
+(``method.alternation``): ``per_batch``, the original loop, shares the epoch's batches (batch k
+trains the encoder when k mod N_B = 0); ``per_step`` gives every batch an encoder step and draws
+the estimator's batches separately, so the encoder is updated as often as the baseline's.
+Methods without an estimator train the encoder on every batch. Model selection uses the confounded ``selection`` split only; the test
 sets are measured at every evaluation but never chosen on.
 
 Progress leaves through callbacks: ``callback(event: dict)`` with ``event["type"]`` in

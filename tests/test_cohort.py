@@ -314,3 +314,34 @@ def test_cli_chexpert_text(chexpert_csv, capsys):
     out = capsys.readouterr().out
     assert "dropped by filter Frontal/Lateral" in out and "factor age (column Age, ~ age)" in out
     assert "inverted" in out and "young" in out
+
+
+def test_write_example_cohort(real_data, tmp_path):
+    """The example cohort: a clinical-looking manifest with the rows rules must drop, one site,
+    sex and age per patient, and a real shortcut (Northgate's mark in its images, site tied to y)."""
+    import pandas as pd
+
+    from mimmx.scenarios.cohort import write_example_cohort
+
+    csv = write_example_cohort(tmp_path / "a", n=600, seed=1, r_site=0.7, root=real_data)
+    m = pd.read_csv(csv)
+    assert list(m.columns) == ["path", "patient_id", "study", "view", "site", "sex", "age", "effusion"]
+    assert len(m) == 600 and all((csv.parent / p).is_file() for p in m["path"])
+    assert write_example_cohort(tmp_path / "b", n=600, seed=1, root=real_data).read_text() == csv.read_text()
+    assert (m.groupby("patient_id")[["site", "sex"]].nunique() == 1).all().all()
+    assert (m.groupby("patient_id")["study"].apply(lambda s: list(s) == list(range(1, len(s) + 1)))).all()
+    assert set(m["effusion"].fillna("")) == {"present", "absent", "uncertain", ""}
+    assert set(m["sex"]) == {"Female", "Male", "Unknown"} and set(m["view"]) == {"PA", "AP", "LATERAL"}
+    assert 20 <= m["age"].min() and m["age"].max() <= 89
+
+    spec = CohortSpec(manifest=str(csv), group_column="patient_id",
+                      label=ColumnRule("effusion", values={"present": 1, "absent": 0}),
+                      factors=(ColumnRule("site", values={"Riverside": 0, "Northgate": 1}),))
+    c = load_cohort(spec)
+    assert c.dropped["label effusion"] == (~m["effusion"].isin(["present", "absent"])).sum()
+    # Northgate's burnt-in label is in exactly its images (every view), unchanged at 28 x 28
+    mark = c.images[:, 1:4, 21:27].flatten(1).min(1).values
+    assert torch.equal(mark == 255, c.z[:, 0].bool())
+    assert 0.6 < float((c.z[:, 0] == c.y).float().mean()) < 0.8  # P(site = y) ≈ r_site
+    with pytest.raises(CohortError, match="r_site"):
+        write_example_cohort(tmp_path / "c", n=10, r_site=1.5, root=real_data)

@@ -49,6 +49,7 @@ from mimmx.scenarios.builder import (
     cell_counts,
     split_conditionals,
 )
+from mimmx.scenarios.presets import SLEEVE_GROUPS
 
 CACHE_VERSION = 1  # bump when the way images are read or resized changes
 
@@ -647,3 +648,92 @@ def cohort_scenario(cohort: Cohort | CohortSpec, seed: int = 0, **load_kw) -> Sc
     sc = build(sspec, seed, base=cohort.base(), attributes=cohort.attributes())
     sc.z_values = [f.value_names() for f in cohort.spec.factors]
     return sc
+
+
+# --- an example cohort ----------------------------------------------------------------------
+
+EXAMPLE_SITES = ("Riverside", "Northgate")
+
+
+def write_example_cohort(folder: str | Path, n: int = 5000, seed: int = 0, r_site: float = 0.7,
+                         uncertain: float = 0.08, blank: float = 0.05, lateral: float = 0.1,
+                         root: str | Path | None = None) -> Path:
+    """Write a small cohort that looks like a clinical export; returns the manifest's path.
+
+    ``folder/images/*.png`` holds ``n`` Fashion-MNIST images (28×28, official train split, drawn
+    without replacement) and ``folder/cohort.csv`` one row per image: ``path, patient_id, study,
+    view, site, sex, age, effusion``. Patients have one to three studies and keep their
+    diagnosis, site, sex and age (+1 year per study). The ground truth y ("effusion") is the
+    garment: long sleeves (pullover, coat, shirt) vs T-shirt / dress, as in the ``exp2`` analogue.
+
+    What the rules have to deal with: ``effusion`` is ``present`` / ``absent``, but a fraction
+    ``uncertain`` of the reports say ``uncertain`` and ``blank`` are empty; ``sex`` is
+    ``Female`` / ``Male`` with about 3 % of patients ``Unknown``; ``age`` is in years (20–89);
+    a fraction ``lateral`` of the views are ``LATERAL`` (the image turned by 90°), the rest
+    ``PA`` or ``AP``.
+
+    The shortcut: the hospital. In the cohort itself P(site = y) = ``r_site`` (Northgate, the
+    referral centre, sees most effusions), and Northgate's scanner leaves a trace in every image:
+    a raised background (``40 + 0.8 · pixel``) and a burnt-in label, a white 3×6 bar in the
+    top-right corner. Sex and age leave none.
+    """
+    if n < 1 or not 0.0 <= r_site <= 1.0:
+        raise CohortError(f"write_example_cohort: need n ≥ 1 and 0 ≤ r_site ≤ 1, got n = {n}, "
+                          f"r_site = {r_site}")
+    if uncertain < 0 or blank < 0 or uncertain + blank > 1 or not 0 <= lateral <= 1:
+        raise CohortError("write_example_cohort: uncertain, blank and lateral are fractions in "
+                          "[0, 1] (uncertain + blank ≤ 1)")
+    rng = np.random.default_rng(seed)
+    fashion = data.load("fashion-mnist", "train", root=root)
+    labels = fashion.labels.numpy()
+
+    # patients: 1-3 studies each, with one diagnosis, site, sex and age per patient
+    studies = rng.integers(1, 4, n)  # more than enough patients for n rows
+    patient = np.repeat(np.arange(n), studies)[:n]  # (n,) patient index per row
+    first = np.cumsum(studies) - studies  # each patient's first row
+    study = np.arange(n) - first[patient] + 1  # 1, 2, 3 within a patient
+    n_pat = patient[-1] + 1
+    y_p = rng.integers(0, 2, n_pat)
+    site_p = np.where(rng.random(n_pat) < r_site, y_p, 1 - y_p)
+    sex_p = np.where(rng.random(n_pat) < 0.03, "Unknown",
+                     np.where(rng.random(n_pat) < 0.5, "Female", "Male"))
+    age_p = rng.integers(20, 88, n_pat)
+    y, site = y_p[patient], site_p[patient]
+
+    # one image per row from its y's garment classes, none twice
+    index = np.zeros(n, dtype=np.int64)
+    for v, classes in enumerate(SLEEVE_GROUPS):  # T-shirt, dress | pullover, coat, shirt
+        pool = rng.permutation(np.flatnonzero(np.isin(labels, classes)))
+        rows = np.flatnonzero(y == v)
+        if len(rows) > len(pool):
+            raise CohortError(f"write_example_cohort: n = {n} needs more images than "
+                              f"Fashion-MNIST's {len(pool)} of group {classes}")
+        index[rows] = pool[:len(rows)]
+    images = fashion.images.numpy()[index].astype(np.float32)  # (n, 28, 28)
+    view = rng.choice(np.array(["PA", "AP"], dtype=object), n, p=[0.65, 0.35])
+    view[rng.random(n) < lateral] = "LATERAL"
+    is_lateral = view == "LATERAL"
+    images[is_lateral] = np.rot90(images[is_lateral], axes=(1, 2))
+    north = site == 1
+    images[north] = 40 + 0.8 * images[north]  # Northgate's raised background
+    images[north, 1:4, 21:27] = 255  # and its burnt-in label, whatever the view
+    images = images.round().clip(0, 255).astype(np.uint8)
+
+    report = rng.random(n)
+    effusion = np.where(y == 1, "present", "absent").astype(object)
+    effusion[report < uncertain] = "uncertain"
+    effusion[(report >= uncertain) & (report < uncertain + blank)] = ""
+    ids = np.char.add("P", np.char.zfill((patient + 1).astype(str), 5))
+    paths = [f"images/{p}_study{s}_{v.lower()}.png" for p, s, v in zip(ids, study, view)]
+    manifest = pd.DataFrame({
+        "path": paths, "patient_id": ids, "study": study, "view": view,
+        "site": np.array(EXAMPLE_SITES)[site], "sex": sex_p[patient],
+        "age": age_p[patient] + study - 1, "effusion": effusion})
+
+    folder = Path(folder)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    for path, image in zip(paths, images):  # one file per image: I/O, no way to vectorise
+        Image.fromarray(image).save(folder / path)
+    csv = folder / "cohort.csv"
+    manifest.to_csv(csv, index=False)
+    return csv
