@@ -54,6 +54,7 @@ class EstimatorConfig:
     # at width 400 it trains at ~36 images/s on 2 CPU cores, see bench/bench_train.py)
     marginals: str = "shuffle"
     gradient: str = "ema"  # MINE: "ema" (Belghazi's bias-corrected) | "biased"
+    n_shuffles: int = 1  # MINE "shuffle": marginal pairs per sample per step (more: less noise)
     ema_rate: float = 0.01
     lr: float = 1e-3  # estimator optimiser learning rate
     per_factor: bool = False  # one estimator per factor instead of one on the joint f_z

@@ -65,7 +65,8 @@ class DependencePenalty(Method):
         self.factors = [0] if self.only_first_factor else list(range(len(dims.f_z)))
         z_dims = [dims.f_z[i] for i in self.factors]
         options = {"mine": dict(width=e.width, marginals=e.marginals, gradient=e.gradient,
-                                ema_rate=e.ema_rate, conditional=e.conditional),
+                                ema_rate=e.ema_rate, conditional=e.conditional,
+                                n_shuffles=e.n_shuffles),
                    "adversarial": dict(hidden=e.width)}.get(name, {})
 
         def make(d_z: int, factors: list[int]) -> DependenceEstimator:
