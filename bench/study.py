@@ -5,6 +5,9 @@ selection split), linear-probe accuracy f_y -> z_i on the Balanced set, wall tim
     python bench/study.py --variant NAME "key=value key=value" [--variant ...] [--seeds 0 1 2]
         [--row "MIMM-X + DLS + CAW"] [--experiment exp1] [--jobs 2]
 
+An override ``row=SLUG`` (baseline, dcor, mimm, mimmx_plain, mimmx_dls, mimmx_caw, mimmx, ...)
+picks another row for that variant.
+
 Each job runs on one torch thread; --jobs runs that many in parallel processes.
 """
 
@@ -26,7 +29,10 @@ def job(args: tuple) -> dict:
     from mimmx.experiments import row_config, rows
     from mimmx.trainer import train
 
-    row = {r.label: r for r in rows(experiment)}[row_label]
+    slugs = [o.split("=", 1)[1] for o in overrides if o.startswith("row=")]  # row=mimmx_dls
+    overrides = [o for o in overrides if not o.startswith("row=")]
+    row = ({r.slug: r for r in rows(experiment)}[slugs[-1]] if slugs
+           else {r.label: r for r in rows(experiment)}[row_label])
     cfg = row_config(experiment, row, seed=seed).override(overrides)
     t = time.perf_counter()
     result = train(cfg)

@@ -38,10 +38,14 @@ class ModelConfig:
 
     encoder: str = "conv4"  # "mimm" | "conv4" | "densenet121"
     width: int = 8  # conv4: channels of the first block (w, 2w, 4w, 4w); 8 keeps CPU runs fast
-    f_y_dim: int = 16
-    f_z_dim: int = 16  # per spurious factor
-    head: str = "linear"  # "linear" | "identity" (the part is the logits, as the original MIMM)
-    separate_encoders: bool = False  # one encoder for f_y and one for all f_z (no shared trunk)
+    # f_y and each f_z are the heads' logits, as in the original MIMM: with 16-d linear-head
+    # parts MINE saturates (docs/why-mimmx-works.md §5)
+    f_y_dim: int = 2
+    f_z_dim: int = 2  # per spurious factor
+    head: str = "identity"  # "identity" (the part is the logits) | "linear"
+    # one encoder for f_y and one for all f_z (no shared trunk): the z side is a z detector that
+    # the penalty cannot damage (with a shared trunk the shortcut survived, §5)
+    separate_encoders: bool = True
 
 
 @dataclass
@@ -61,7 +65,7 @@ class EstimatorConfig:
     conditional: bool = False  # MINE: estimate I(f_y; f_z | y), marginal pairs within a class
     # estimate on cell-balanced batches (every (y, z_1..z_N) cell equally likely), where y and z are
     # independent, so that a causal f_y has zero MI and only the shortcut is penalised
-    balanced: bool = False
+    balanced: bool = True
 
 
 @dataclass
@@ -79,9 +83,9 @@ class MethodConfig:
     # "per_step": every training batch gives an encoder step, followed by N_B − 1 estimator steps
     # on batches of their own, so the encoder gets as many updates per epoch as the baseline;
     # "per_batch": the original code's loop, batch k trains the encoder when k mod N_B = 0
-    alternation: str = "per_batch"
+    alternation: str = "per_step"
     warmup_epochs: float = 0.0  # estimator-only steps before the penalty starts
-    one_sided: bool = False  # the penalty's gradient reaches f_y only (f_z is held by its own heads)
+    one_sided: bool = True  # the penalty's gradient reaches f_y only (f_z is held by its own heads)
     grad_scaling: bool = False  # scale λ·penalty so its gradient on f is at most the CE gradient's
     estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
 

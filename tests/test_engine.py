@@ -11,8 +11,8 @@ from mimmx.methods import METHODS, Dims, build_method
 from mimmx.trainer import build_scenario, train
 
 TINY = ["scenario.name=exp2", "scenario.n_train=900", "scenario.n_selection=200", "scenario.n_test=200",
-        "train.epochs=3", "train.batch_size=60", "train.device=cpu", "model.f_y_dim=4",
-        "model.f_z_dim=4", "train.lr=0.003", "method.estimator.width=32", "method.n_b=3", "method.lam=0.5"]
+        "train.epochs=3", "train.batch_size=60", "train.device=cpu",
+        "train.lr=0.003", "method.estimator.width=32", "method.n_b=3", "method.lam=0.5"]
 
 
 @pytest.fixture(scope="module")

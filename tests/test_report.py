@@ -14,7 +14,7 @@ from mimmx.trainer import train
 
 TINY = ["scenario.name=exp2", "scenario.n_train=600", "scenario.n_selection=200",
         "scenario.n_test=200", "train.epochs=1", "train.batch_size=60", "train.device=cpu",
-        "model.f_y_dim=4", "model.f_z_dim=4", "method.estimator.width=32", "method.n_b=3",
+        "method.estimator.width=32", "method.n_b=3",
         "method.lam=0.5"]
 
 
