@@ -1,14 +1,17 @@
 """mimmx teaching app: `streamlit run app.py` (or `make app`).
 
-Pick a scenario and methods, set MIMM-X's knobs, press Train: the runs train in a background
-thread (``mimmx.app.session``) and the page redraws from their shared state every second
-(``mimmx.app.charts``). Finished configurations come from the results store at once.
+Two tabs. **MIMM-X**: pick a scenario and methods in the sidebar, set MIMM-X's knobs, press
+Train: the runs train in a background thread (``mimmx.app.session``) and the page redraws from
+their shared state every second (``mimmx.app.charts``): losses and γ's from the first step,
+accuracies and embeddings of f_y and f_z at every evaluation. Finished configurations come
+from the results store at once (``python -m mimmx warm-cache`` fills it for a class).
+**CIML** (``mimmx.app.ciml_page``): the other side of mutual information, on phantoms.
 """
 
 import streamlit as st
 
 from mimmx import __version__, data
-from mimmx.app import charts, session
+from mimmx.app import charts, ciml_page, session
 from mimmx.errors import UserError
 from mimmx.evaluation import warm_up_umap
 from mimmx.experiments import EXPERIMENTS, rows
@@ -32,14 +35,26 @@ HELP = {
     "r": "How strongly each spurious factor goes with y in training: P(z = y). 0.5 = no "
          "shortcut, 0.9 = 90% of old patients are male and from UKB, 1.0 = a perfect shortcut.",
     "lam": "λ, the weight of the mutual-information penalty between f_y and f_z. 0 = baseline.",
-    "alpha_y": "α_Y: the initial share of attention given to the age (y) loss by Dynamic Loss "
-               "Scaling; the rest goes to the sex/site heads.",
-    "alpha_z": "α_Z: how much the Confounder Attention Weighter favours the spurious factors "
-               "that are most entangled with f_y.",
-    "beta_y": "β_Y: how fast α_Y grows over the epochs, moving attention to age over time.",
+    "alpha_y": "α_Y: the Dynamic Loss Scaling (DLS) exponent of the age (y) loss: its weight is "
+               "γ_0 = (L_0 / L̄)^α_Y, L̄ the mean of all the heads' losses. A y loss above the "
+               "mean gets a weight above 1, so a lagging age head is pushed; α_Y sets how hard "
+               "(0: weight 1 always). Only methods with DLS use it.",
+    "alpha_z": "α_Z: the DLS exponent of the spurious factors' losses: the sex and site heads get "
+               "γ_i = (L_i / L̄)^α_Z, so a lagging f_z head is pushed to learn its factor, and f_z, "
+               "not f_y, soaks up sex and site. 0: weight 1 always. (It is not a parameter of "
+               "the Confounder Attention Weighter, which has no setting here.)",
+    "beta_y": "β_Y: how much α_Y grows over the whole training, α_Y(epoch) = α_Y + (epoch / "
+              "epochs) · β_Y, so attention moves to age as training goes on.",
     "n_b": "N_B: one encoder step, then N_B − 1 steps that train the MI estimator (MINE).",
     "epochs": "Passes over the training images; each epoch ends with an evaluation.",
 }
+GOOD_RESULT = (
+    "**What a good result looks like.** A model that uses the shortcut is right on Validation "
+    "(same shortcut as training) and wrong on Inverted (the shortcut points the other way): its "
+    "Inverted curve falls towards or below 50%. A confounder-free model keeps **Inverted close to "
+    "Validation**, with Balanced in between; in its embeddings f_y separates by y but not by "
+    "sex or site, and the probes read sex and site off f_y only at chance."
+)
 
 
 def dataset_status() -> list[dict]:
@@ -63,8 +78,8 @@ with st.sidebar:
                              default=list(d.methods), key=f"methods-{scenario}")
     r = None
     if session.takes_r(scenario):
-        r = st.slider("Correlation strength r", 0.5, 1.0, get_spec(scenario).factors[0].r, 0.01,
-                      help=HELP["r"], key=f"r-{scenario}")
+        r = st.slider("Correlation strength r", 0.5, 1.0, d.r, 0.01, help=HELP["r"],
+                      key=f"r-{scenario}")
     else:
         st.caption("This scenario's factors are given as ratio tables, not by r.")
     lam = st.slider("λ (MI penalty weight)", 0.0, 5.0, d.lam, 0.1, help=HELP["lam"], key=f"lam-{scenario}")
@@ -81,12 +96,17 @@ with st.sidebar:
         use_umap = st.checkbox("UMAP embeddings (PCA until UMAP has warmed up)")
     if use_umap and "umap_warm_up" not in st.session_state:
         st.session_state["umap_warm_up"] = warm_up_umap(background=True)  # numba compiles once
-    umap_ready = use_umap and not st.session_state["umap_warm_up"].is_alive()
+    warm = st.session_state.get("umap_warm_up")
+    umap_ready = (lambda: not warm.is_alive()) if use_umap else None
+    req = session.Request(scenario, tuple(methods), r, lam, alpha_y, alpha_z, beta_y, n_b,
+                          epochs, n_train or None, int(seed))
     left, right = st.columns(2)
     train_clicked = left.button("Train", type="primary", width="stretch")
     stop_clicked = right.button("Stop", width="stretch")
 
 job = st.session_state.get("job")
+if job is None or not job.running:
+    session.prebuild(req)  # build the scenario now, so that Train starts at once
 if stop_clicked and job is not None:
     job.stop()
 if train_clicked:
@@ -96,19 +116,28 @@ if train_clicked:
         st.error(f"The {get_spec(scenario).dataset} files are not available, so {scenario} cannot "
                  "be built; see the Datasets panel in the sidebar.")
     else:
-        req = session.Request(scenario, tuple(methods), r, lam, alpha_y, alpha_z, beta_y, n_b,
-                              epochs, n_train or None, int(seed))
         try:
-            job = session.Job(session.configs(req), embedding="umap" if umap_ready else "pca")
+            job = session.Job(session.configs(req), umap_ready=umap_ready)
             st.session_state["job"] = job.start()
         except UserError as err:
             st.error(str(err))
 
 
 # ------------------------------------------------------------------------------ the runs
-def show(job: session.Job, live: bool) -> None:
-    s = job.snapshot()
-    runs, info = s["runs"], s["scenario"]
+def figure(key: str, version, build):
+    """``build()``, made again only when ``version`` changes: the page polls every second, and
+    remaking every figure each time would take a core from the training."""
+    cache = st.session_state.setdefault("figures", {})
+    if key not in cache or cache[key][0] != version:
+        cache[key] = (version, build())
+    return cache[key][1]
+
+
+def show_progress(job: session.Job, live: bool) -> None:
+    """Status, accuracy curves and losses / γ's: polled every second while training."""
+    s = job.snapshot(keys=("cached", "history", "steps"))
+    runs = s["runs"]
+    evals = (s["started"], *(len(run["history"]) for run in runs.values()))
     if s["status"] == "error":
         st.error(s["error"])
     elif s["status"] == "running":
@@ -121,51 +150,83 @@ def show(job: session.Job, live: bool) -> None:
 
     st.subheader("Accuracy of y over the epochs")
     st.caption("Validation: same shortcut as training. Inverted: the shortcut points the wrong "
-               "way; a model that uses it falls below 50%. Balanced: no shortcut.")
+               "way; a model that uses it falls below 50%. Balanced: no shortcut. Good: Inverted "
+               "close to Validation.")
     if any(run["history"] for run in runs.values()):
-        st.plotly_chart(charts.accuracy_figure(runs), width="stretch", key="acc")
-        st.dataframe(charts.accuracy_frame(runs), hide_index=True, height=150, key="acc-table")
-    dyn = charts.dynamics_figure(runs)
+        st.plotly_chart(figure("acc", evals, lambda: charts.accuracy_figure(runs)), width="stretch",
+                        key="acc")
+        with st.expander("The same as a table"):
+            st.dataframe(charts.accuracy_frame(runs), hide_index=True, key="acc-table")
+    steps = (*evals, *(len(run["steps"]) for run in runs.values()))
+    dyn = figure("dyn", steps, lambda: charts.dynamics_figure(runs))
     if dyn is not None:
-        st.subheader("Loss weights γ and the MI estimate")
+        st.subheader("Losses, loss weights γ and the MI estimate")
         st.plotly_chart(dyn, width="stretch", key="dyn")
+    if live and s["status"] != "running":
+        st.rerun()  # the whole page once more, so that it stops polling
+
+
+def show_results(job: session.Job) -> None:
+    """Embeddings (live, then final), the final table and the probes: polled every 2 s."""
+    s = job.snapshot()
+    runs, info = s["runs"], s["scenario"]
+    embedded = {label: charts.run_embeddings(run) for label, run in runs.items()}
+    if any(records for records, _ in embedded.values()):
+        st.subheader("Embeddings of f_y and f_z (Balanced set)")
+        st.caption("Refreshed at every evaluation while training (PCA; UMAP once it has warmed "
+                   "up). The buttons colour the points by y or by a spurious factor: a "
+                   "confounder-free f_y separates by y only.")
+        for label, (records, note) in embedded.items():
+            how = records[0]["method"] if records else None
+            figs = figure(f"emb-{label}", (s["started"], note, how, bool(info)),
+                          lambda records=records, note=note: charts.embedding_figures(records, info, note))
+            if figs:
+                st.markdown(f"**{label}**")
+                for col, (part, fig) in zip(st.columns(len(figs)), figs.items()):
+                    col.plotly_chart(fig, width="stretch", key=f"emb-{label}-{part}")
 
     table = charts.final_table(runs)
     if not table.empty:
         st.subheader("Final results (epoch chosen on the confounded selection split)")
         st.dataframe(table, hide_index=True)
         for label, run in runs.items():
-            record = run.get("record")
-            if not record:
-                continue
-            with st.expander(f"{label}: embeddings and probes", expanded=False):
-                probes = charts.probe_table(record)
-                if probes is not None:
+            probes = charts.probe_table(run["record"]) if run.get("record") else None
+            if probes is not None:
+                with st.expander(f"{label}: what each feature part knows (probes)"):
                     st.caption("Probe accuracy [%] of each label from each feature part (Balanced "
                                "set): off the own label it should be near chance if disentangled.")
                     st.dataframe(probes)
-                figs = charts.embedding_figures(record, info)
-                cols = st.columns(max(len(figs), 1))
-                for col, (part, fig) in zip(cols, figs.items()):
-                    col.plotly_chart(fig, width="stretch", key=f"emb-{label}-{part}")
-
-    if info:
-        with st.expander("The scenario: contingency table and sample images", expanded=False):
-            st.text(info["story"])
-            split = st.radio("Split", ["train", "validation", "inverted", "balanced"],
-                             horizontal=True, key="ct-split")
-            st.dataframe(charts.contingency_table(info, split))
-            for (factor, y, z), strip in info["cells"].items():
-                if strip is not None:
-                    st.image(strip, caption=f"{factor}: y = {y}, z = {z}", clamp=True)
-    if live and s["status"] != "running":
-        st.rerun()  # the whole page once more, so that it stops polling
 
 
-if job is not None:
-    live = job.running
-    st.fragment(show, run_every=1.0 if live else None)(job, live)
-else:
-    st.info("Choose the settings in the sidebar and press **Train** (the defaults train exp1's "
-            "Baseline and MIMM-X for 10 short epochs).")
+def show_scenario(job: session.Job, waiting: bool) -> None:
+    """The scenario's contingency table and sample images, once the job has built it."""
+    info = job.snapshot(keys=())["scenario"]
+    if info is None:
+        return
+    if waiting:
+        st.rerun()  # it has arrived: draw the page once more, without polling for it
+    with st.expander("The scenario: contingency table and sample images", expanded=False):
+        st.text(info["story"])
+        split = st.radio("Split", ["train", "validation", "inverted", "balanced"],
+                         horizontal=True, key="ct-split")
+        st.dataframe(charts.contingency_table(info, split))
+        for (factor, y, z), strip in info["cells"].items():
+            if strip is not None:
+                st.image(strip, caption=f"{factor}: y = {y}, z = {z}", clamp=True)
+
+
+mimmx_tab, ciml_tab = st.tabs(["MIMM-X: remove a shortcut", "CIML: keep complementary information"])
+with mimmx_tab:
+    if job is not None:
+        live = job.running
+        st.fragment(show_progress, run_every=1.0 if live else None)(job, live)
+        st.fragment(show_results, run_every=2.0 if live else None)(job)
+        waiting = live and job.snapshot(keys=())["scenario"] is None
+        st.fragment(show_scenario, run_every=1.0 if waiting else None)(job, waiting)
+    else:
+        st.info("Choose the settings in the sidebar and press **Train** (the defaults train "
+                "exp1's Baseline and MIMM-X for 10 short epochs).")
+    st.markdown(GOOD_RESULT)
+with ciml_tab:
+    ciml_page.render()
 st.caption(f"mimmx {__version__}")

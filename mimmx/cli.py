@@ -22,6 +22,7 @@ COMMANDS = [
     "mimmx.scenarios.cohort_cli",
     "mimmx.train_cli",
     "mimmx.evaluation_cli",
+    "mimmx.app.warm",
 ]
 
 

@@ -9,7 +9,8 @@ Methods without an estimator train the encoder on every batch. Model selection u
 sets are measured at every evaluation but never chosen on.
 
 Progress leaves through callbacks: ``callback(event: dict)`` with ``event["type"]`` in
-``start | step | eval | end``; a callback returning True stops training after that event.
+``start | step | eval | end``; a callback returning True stops training after that event. The
+``start`` event carries the live ``model`` (for callbacks that embed features as it trains).
 """
 
 from __future__ import annotations
@@ -194,7 +195,7 @@ def train(cfg: RunConfig, scenario: Scenario | None = None, callbacks: Iterable[
     def emit(event: dict) -> bool:
         return any(bool(cb(event)) for cb in callbacks)
 
-    stop = emit({"type": "start", "config": cfg.to_dict(), "method": method.settings(),
+    stop = emit({"type": "start", "model": model, "config": cfg.to_dict(), "method": method.settings(),
                  "sizes": {k: len(v) for k, v in scenario.splits.items()}, "device": str(device)})
     step, seen = 0, 0
     t_train = time.perf_counter()

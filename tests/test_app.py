@@ -110,3 +110,109 @@ def test_configs_carry_the_sliders_and_reject_bad_values(monkeypatch):
         session.configs(session.Request(r=1.5))
     with pytest.raises(UserError, match="not rows of"):
         session.configs(session.Request("morpho", ("MIMM-X + DLS + CAW",)))
+
+
+def test_help_explains_dls_exponents_and_a_good_result(app):
+    helps = {s.label: s.help for s in app.sidebar.slider}
+    assert "(L_i / L̄)^α_Z" in helps["α_Z"] and "not a parameter of the Confounder" in helps["α_Z"]
+    assert "(L_0 / L̄)^α_Y" in helps["α_Y"]
+    assert "α_Y + (epoch / epochs) · β_Y" in helps["β_Y"]
+    assert any("Inverted close to Validation" in m.value for m in app.markdown)
+
+
+def test_slider_floats_hash_like_the_presets(monkeypatch):
+    from mimmx.app import session
+
+    monkeypatch.delenv("MIMMX_APP_TINY", raising=False)
+    d = session.default_request("exp1")
+    assert d.r == 0.9  # the slider's start: the scenario's own r
+    noisy = session.Request(r=0.1 * 7, alpha_y=0.1 * 3)  # what float sliders can return
+    clean = session.Request(r=0.7, alpha_y=0.3)
+    assert (noisy.r, noisy.alpha_y) != (0.7, 0.3)
+    assert ({k: c.hash() for k, c in session.configs(noisy).items()}
+            == {k: c.hash() for k, c in session.configs(clean).items()})
+
+
+def test_live_embeddings_at_every_evaluation_leave_training_unchanged(morpho_table, tmp_path,
+                                                                      monkeypatch):
+    from mimmx.app import session
+    from mimmx.results import ResultStore
+    from mimmx.trainer import train
+
+    monkeypatch.setenv("MIMMX_APP_TINY", "1")
+    real = session.embeddings_frame
+    asked = []
+
+    def fake_umap(parts, labels, method="pca", **kw):  # UMAP's first call compiles for ~20 s
+        asked.append(method)
+        return real(parts, labels, "pca")
+
+    monkeypatch.setattr(session, "embeddings_frame", fake_umap)
+    monkeypatch.setattr(session, "UMAP_DUTY", 1.0)
+    cfgs = session.configs(session.Request(methods=("Baseline",), epochs=3))
+    seen = []  # the live embedding's epoch whenever a new evaluation shows up
+    job = session.Job(cfgs, ResultStore(tmp_path), umap_ready=lambda: True).start()
+    while job.running:
+        run = job.snapshot()["runs"]["Baseline"]
+        if run["live"] and (not seen or seen[-1] != run["live"]["epoch"]):
+            seen.append(run["live"]["epoch"])
+        time.sleep(0.01)
+    s = job.snapshot()
+    run = s["runs"]["Baseline"]
+    assert s["status"] == "done", s["error"]
+    assert run["live"]["epoch"] == 3 and run["live"]["method"] == "PCA"
+    assert seen[-1] == 3 and len(seen) >= 2  # refreshed while training, not only at the end
+    n = min(session.LIVE_POINTS, 200)  # tiny Balanced set: 200 images
+    assert len(run["live"]["records"]) == 3 * n  # f_y, f_z1, f_z2
+    assert {r["part"] for r in run["live"]["records"]} == {"f_y", "f_z1", "f_z2"}
+    assert "umap" in asked and run["live_umap"]["method"] == "UMAP"
+    assert run["record"]["app_embeddings"][0]["method"] == "UMAP"  # UMAP warm: the final one too
+    # the features were read in eval mode: training is exactly that of the plain trainer
+    plain = train(cfgs["Baseline"], session.scenario_for(cfgs["Baseline"]))
+    assert [ev["acc"] for ev in run["history"]] == [ev["acc"] for ev in plain.history]
+
+
+def test_warm_cache_fills_the_apps_store_and_never_retrains(morpho_table, tmp_path, monkeypatch,
+                                                           capsys):
+    from mimmx import results
+    from mimmx.app import session, warm
+    from mimmx.cli import main
+
+    monkeypatch.setenv("MIMMX_APP_TINY", "1")
+    monkeypatch.setenv("MIMMX_APP_RESULTS", str(tmp_path))
+    # the store's own evaluation (post-hoc MINE, k-NN probes) is not under test here: skip it
+    monkeypatch.setattr(results, "EVAL_OPTIONS", {**results.EVAL_OPTIONS, "mi": False,
+                                                  "probes": ("logreg",)})
+    assert main(["warm-cache", "--dry-run", "--scenarios", "exp1", "exp3"]) == 0
+    out = capsys.readouterr().out
+    assert "10 presets: 0 cached, 10 to train" in out  # exp1: 5 r values × 2 methods; exp3: 2
+    assert list(tmp_path.glob("*.json")) == []  # a dry run trains nothing
+
+    done = warm.warm(["exp1"], r_values=())
+    assert len(done["trained"]) == 2 and not done["cached"]
+    job = session.Job(session.configs(session.default_request("exp1"))).start()
+    job.thread.join(60)
+    runs = job.snapshot()["runs"]
+    assert all(run["cached"] and run["record"]["app_embeddings"] for run in runs.values())
+    assert all(not run["steps"] for run in runs.values())  # nothing was trained by the app
+    mtimes = {p: p.stat().st_mtime for p in tmp_path.glob("*.pt")}
+    again = warm.warm(["exp1"], r_values=())
+    assert not again["trained"] and len(again["cached"]) == 2
+    assert {p: p.stat().st_mtime for p in tmp_path.glob("*.pt")} == mtimes
+
+
+def test_ciml_tab_trains_and_shows_dice_and_maps(app):
+    assert any("complementary" in m.value for m in app.markdown)
+    app.button(key="ciml-train").click().run()
+    assert not app.exception
+    job = app.session_state["ciml_job"]
+    job.thread.join(90)
+    at = app.run()
+    assert job.snapshot()["status"] == "done", job.snapshot()["error"]
+    assert not at.exception and not at.error
+    dice = next(d.value for d in at.dataframe if "mean Dice" in d.value.columns)
+    assert {"ensemble", "early fusion", "CIML", "single (T1ce)"} <= set(dice.index)
+    assert dice["mean Dice"].between(0, 100).all()
+    shares = next(d.value for d in at.dataframe if "T1ce" in d.value.columns)
+    assert (shares.sum(axis=1) - 100).abs().max() < 0.5  # each region's shares sum to 100 %
+    assert {"gates", "contributions", "prediction"} <= set(job.figures)

@@ -26,31 +26,49 @@ def accuracy_figure(runs: dict) -> go.Figure:
                   range_y=[0, 100], template="plotly_white",
                   labels={"accuracy": "accuracy of y [%]", "test_set": "test set"})
     fig.add_hline(y=50, line_dash="dot", line_color="grey")
+    fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))  # "method=X" -> "X"
+    epochs = int(df["epoch"].max()) if len(df) else 1
+    fig.update_xaxes(tick0=1, dtick=max(1, epochs // 10))
     fig.update_layout(height=340, margin={"t": 40})
     return fig
 
 
 def dynamics_frame(runs: dict) -> pd.DataFrame:
-    """Tidy ``method, epoch, quantity, value``: the γ's of every encoder step and the
-    method's dependence estimate at every evaluation."""
+    """Tidy ``method, epoch, panel, quantity, value``: the task losses and γ's of every encoder
+    step (they arrive from the first step on) and the method's dependence estimate at every
+    evaluation."""
     out = []
     for label, run in runs.items():
         for ev in run["steps"]:
-            out += [{"method": label, "epoch": ev["epoch"], "quantity": k, "value": v}
-                    for k, v in ev.items() if k.startswith("gamma_")]
-        out += [{"method": label, "epoch": ev["epoch"], "quantity": "MI estimate", "value": ev["estimate"]}
+            out += [{"method": label, "epoch": ev["epoch"], "panel": _panel(k), "quantity": k, "value": v}
+                    for k, v in ev.items() if _panel(k)]
+        out += [{"method": label, "epoch": ev["epoch"], "panel": "weights", "quantity": "MI estimate",
+                 "value": ev["estimate"]}
                 for ev in run["history"] if ev.get("estimate") is not None]
-    return pd.DataFrame(out, columns=["method", "epoch", "quantity", "value"])
+    return pd.DataFrame(out, columns=["method", "epoch", "panel", "quantity", "value"])
+
+
+def _panel(key: str) -> str | None:
+    if key.startswith("loss_"):
+        return "losses"
+    if key.startswith("gamma_"):
+        return "weights"
+    return None
 
 
 def dynamics_figure(runs: dict) -> go.Figure | None:
+    """Top row: the cross-entropy of every head per encoder step; bottom row: the DLS weights γ
+    (1 without DLS) and the MI estimate; one column per method."""
     df = dynamics_frame(runs)
     if df.empty:
         return None
-    fig = px.line(df, x="epoch", y="value", color="quantity", facet_col="method",
-                  template="plotly_white")
+    few = df.groupby(["method", "quantity"]).size().min() < 20  # too few for lines alone
+    fig = px.line(df, x="epoch", y="value", color="quantity", facet_col="method", facet_row="panel",
+                  category_orders={"panel": ["losses", "weights"]}, template="plotly_white",
+                  markers=bool(few))
     fig.update_yaxes(matches=None)
-    fig.update_layout(height=300, margin={"t": 40})
+    fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
+    fig.update_layout(height=420, margin={"t": 40})
     return fig
 
 
@@ -86,9 +104,10 @@ def contingency_table(info: dict, split: str) -> pd.DataFrame:
     return df.pivot_table(index="y", columns=["factor", "z"], values="count", sort=False)
 
 
-def embedding_figures(record: dict, info: dict | None) -> dict:
-    """Part -> scatter of its PCA embedding, coloured by y and by each z (buttons switch)."""
-    df = pd.DataFrame(record.get("app_embeddings") or [])
+def embedding_figures(records: list[dict] | None, info: dict | None, note: str = "") -> dict:
+    """Part -> scatter of its 2-D embedding (records of ``session.embedding_records``),
+    coloured by y and by each z (buttons switch)."""
+    df = pd.DataFrame(records or [])
     if df.empty:
         return {}
     how = df["method"].iloc[0] if "method" in df.columns else "PCA"
@@ -101,6 +120,18 @@ def embedding_figures(record: dict, info: dict | None) -> dict:
     figs = {}
     for part, d in df.groupby("part", sort=False):
         figs[part] = embedding_figure(d[["dim1", "dim2"]].to_numpy(), {k: d[k].to_numpy() for k in labels},
-                                      title=f"{part} ({how}, Balanced set)", names=names)
+                                      title=f"{part} ({how}{note})", names=names)
         figs[part].update_layout(height=360)
     return figs
+
+
+def run_embeddings(run: dict) -> tuple[list[dict] | None, str]:
+    """What the page shows of a run's features, and a note for the titles: the final
+    embedding once the run is stored, else the live one (UMAP once it has one, else PCA)."""
+    record = run.get("record") or {}
+    if record.get("app_embeddings"):
+        return record["app_embeddings"], ", Balanced set"
+    live = run.get("live_umap") or run.get("live")
+    if not live:
+        return None, ""
+    return live["records"], f", epoch {live['epoch']}, live"

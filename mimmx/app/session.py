@@ -3,6 +3,13 @@ another in a daemon thread, and share their progress with the page through a loc
 plain dict (``Job.snapshot()``). Finished configurations go to the results store
 (:class:`mimmx.results.ResultStore`, keyed by ``RunConfig.hash()``) and are shown at once
 the next time.
+
+Speed: built scenarios are kept in-process (:func:`scenario_for`; :func:`prebuild` builds the
+page's current one in the background before Train is pressed), and every training step is
+shared with the page, so its loss/γ chart moves within a second of Train. At every evaluation
+the job embeds f_y and each f_z of a fixed Balanced subsample (:data:`LIVE_POINTS`) with PCA
+in the training thread (a few ms); when UMAP has warmed up, a helper thread re-embeds the
+latest features with UMAP, idling nine tenths of the time so that training keeps its speed.
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ import io
 import os
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,18 +34,25 @@ import torch
 
 import mimmx.morpho  # noqa: F401 - the scenarios' morphometric factors load it lazily
 from mimmx.config import RunConfig
+from mimmx.device import get_device
 from mimmx.errors import UserError
 from mimmx.evaluation import embeddings_frame, evaluate_result
+from mimmx.evaluation.embeddings import subsample
 from mimmx.experiments import EXPERIMENTS, row_config, rows
+from mimmx.models.network import MIMMNet
 from mimmx.results import FORMAT, ResultStore
 from mimmx.runinfo import environment
 from mimmx.scenarios import get_spec
-from mimmx.trainer import build_scenario, train
+from mimmx.trainer import batches_of, build_model, build_scenario, train
 
 TINY_ENV_VAR = "MIMMX_APP_TINY"  # "1": ~400 training images, 2 epochs (tests, quick demos)
 STORE_ENV_VAR = "MIMMX_APP_RESULTS"  # results store folder (default: mimmx's own)
 APP_EVAL = {"probes": ["logreg"], "mi": False, "embedding": "pca"}  # the app's quick evaluation
 MAX_POINTS = 600  # embedding points kept per run
+LIVE_POINTS = 400  # Balanced-set points embedded at every evaluation during training
+LIVE_UMAP = {"n_epochs": 100}  # a quicker UMAP for the live view
+UMAP_DUTY = 0.1  # the live-UMAP thread computes at most this share of the time
+SCENARIO_CACHE = 4  # built scenarios kept in-process
 
 
 def tiny() -> bool:
@@ -66,7 +82,8 @@ def default_request(scenario: str = "exp1") -> Request:
     labels = [r.label for r in rows(scenario)]
     methods = ("Baseline", labels[-1]) if labels[-1] != "Baseline" else ("Baseline",)
     defaults = RunConfig().method
-    return Request(scenario, methods, None, m.get("lam", defaults.lam),
+    r = get_spec(scenario).factors[0].r if takes_r(scenario) else None  # the slider's start
+    return Request(scenario, methods, r, m.get("lam", defaults.lam),
                    m.get("alpha_y", defaults.alpha_y), m.get("alpha_z", defaults.alpha_z),
                    m.get("beta_y", defaults.beta_y), m.get("n_b", defaults.n_b),
                    2 if tiny() else 10)
@@ -89,11 +106,12 @@ def configs(req: Request) -> dict[str, RunConfig]:
         raise UserError("choose at least one method")
     if req.r is not None and not 0.0 <= req.r <= 1.0:
         raise UserError(f"r = {req.r} is not a probability; choose 0 ≤ r ≤ 1")
-    sets = [f"method.lam={req.lam}", f"method.alpha_y={req.alpha_y}",
-            f"method.alpha_z={req.alpha_z}", f"method.beta_y={req.beta_y}",
+    # sliders can return 0.7000000000000001: round, so that the hashes match warm-cache's
+    sets = [f"method.lam={_round(req.lam)}", f"method.alpha_y={_round(req.alpha_y)}",
+            f"method.alpha_z={_round(req.alpha_z)}", f"method.beta_y={_round(req.beta_y)}",
             f"method.n_b={req.n_b}", f"train.epochs={req.epochs}", "train.eval_every=1"]
     if req.r is not None:
-        sets.append(f"scenario.r={req.r}")
+        sets.append(f"scenario.r={_round(req.r)}")
     n_train = req.n_train if req.n_train is not None else (400 if tiny() else None)
     if n_train is not None:
         sets.append(f"scenario.n_train={n_train}")
@@ -102,8 +120,66 @@ def configs(req: Request) -> dict[str, RunConfig]:
     return {m: row_config(req.scenario, by_label[m], req.seed).override(sets) for m in req.methods}
 
 
+def _round(x: float) -> float:
+    return round(float(x), 6)
+
+
 def store() -> ResultStore:
     return ResultStore(os.environ.get(STORE_ENV_VAR) or None)
+
+
+# ------------------------------------------------------------------- built scenarios
+
+_scenarios: dict[str, Future] = {}  # scenario key -> Future of the built Scenario
+_scenarios_lock = threading.Lock()
+
+
+def _scenario_key(cfg: RunConfig) -> str:
+    return f"{cfg.scenario}|seed={cfg.seed}"
+
+
+def scenario_for(cfg: RunConfig):
+    """The scenario of ``cfg``, built once per process (the last :data:`SCENARIO_CACHE` are
+    kept). Threads asking for the same one while it is being built wait for that build."""
+    key = _scenario_key(cfg)
+    with _scenarios_lock:
+        future = _scenarios.get(key)
+        owner = future is None
+        if owner:
+            future = _scenarios[key] = Future()
+            while len(_scenarios) > SCENARIO_CACHE:
+                _scenarios.pop(next(iter(_scenarios)))
+    if owner:
+        try:
+            future.set_result(build_scenario(cfg))
+        except Exception as err:  # noqa: BLE001 - re-raised below, in every waiting thread
+            with _scenarios_lock:
+                _scenarios.pop(key, None)
+            future.set_exception(err)
+    return future.result()
+
+
+def prebuild(req: Request) -> threading.Thread | None:
+    """Build the scenario of ``req`` in a daemon thread unless it is built (or being built):
+    the page calls it on every run, so Train finds the scenario ready. Bad requests are left
+    for Train to report."""
+    try:
+        cfg = next(iter(configs(req).values()))
+    except UserError:
+        return None
+    with _scenarios_lock:
+        if _scenario_key(cfg) in _scenarios:
+            return None
+
+    def build():
+        try:
+            scenario_for(cfg)
+        except Exception:  # noqa: BLE001, S110 - Train shows the error
+            pass
+
+    thread = threading.Thread(target=build, name="mimmx-app-prebuild", daemon=True)
+    thread.start()
+    return thread
 
 
 # ------------------------------------------------------------------------------ the job
@@ -112,19 +188,32 @@ def store() -> ResultStore:
 class Job:
     """One request's runs, trained in a daemon thread. The page reads ``snapshot()``:
     ``{"status": "running"|"done"|"stopped"|"error", "error": str|None, "phase": str,
-    "runs": {label: {"key", "cached", "history": [eval events], "steps": [encoder-step logs],
-    "record": final record or None}}, "scenario": {"contingency": records, "cells": ...}}``."""
+    "live_seconds": float, "runs": {label: {"key", "cached", "history": [eval events],
+    "steps": [encoder-step logs], "live": {"epoch", "method", "records"} or None (PCA at the
+    latest evaluation), "live_umap": likewise (UMAP, once warm), "record": final record or
+    None}}, "scenario": {"contingency": records, "cells": ...}}``.
+
+    ``embedding``: "umap" when UMAP has warmed up (``warm_up_umap``), else "pca";
+    ``umap_ready`` (optional) is asked at every evaluation instead, so UMAP is swapped in
+    as soon as a warm-up running in the background finishes."""
 
     def __init__(self, cfgs: dict[str, RunConfig], results: ResultStore | None = None,
-                 embedding: str = "pca"):
+                 embedding: str = "pca", umap_ready: Callable[[], bool] | None = None):
         self.cfgs = cfgs
-        self.embedding = embedding  # "pca" | "umap" (warm UMAP up first: warm_up_umap)
+        self.embedding = embedding
+        self.umap_ready = umap_ready or (lambda: embedding == "umap")
         self.results = results or store()
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._done = threading.Event()
+        self._umap_wake = threading.Event()
+        self._umap_slot = None  # (label, epoch, parts, labels): the latest features for UMAP
+        self._umap_thread = None
         self._state = {"status": "running", "error": None, "phase": "starting", "started": time.time(),
+                       "live_seconds": 0.0,
                        "runs": {label: {"key": c.hash(), "cached": False, "history": [], "steps": [],
-                                        "record": None} for label, c in cfgs.items()},
+                                        "live": None, "live_umap": None, "record": None}
+                                for label, c in cfgs.items()},
                        "scenario": None}
         self.thread = threading.Thread(target=self._run, name="mimmx-app-train", daemon=True)
 
@@ -136,9 +225,16 @@ class Job:
         """Ask the trainer to stop after its current step (the callback returns True)."""
         self._stop.set()
 
-    def snapshot(self) -> dict:
+    def snapshot(self, keys: tuple[str, ...] | None = None) -> dict:
+        """A copy of the shared state; ``keys`` keeps only these keys of every run (a cheaper
+        copy for charts that need no embeddings). The scenario info is shared, not copied: it
+        is written once and never changed."""
         with self._lock:
-            return copy.deepcopy(self._state)
+            runs = {label: {k: v for k, v in run.items() if keys is None or k in keys}
+                    for label, run in self._state["runs"].items()}
+            out = copy.deepcopy({**self._state, "scenario": None, "runs": runs})
+            out["scenario"] = self._state["scenario"]
+        return out
 
     @property
     def running(self) -> bool:
@@ -156,6 +252,9 @@ class Job:
         except Exception as err:  # noqa: BLE001 - shown to the user as a message, not a traceback
             msg = str(err) if isinstance(err, (UserError, ValueError)) else f"{type(err).__name__}: {err}"
             self._update(lambda s: s.update(status="error", error=msg, phase="failed"))
+        finally:
+            self._done.set()
+            self._umap_wake.set()
 
     def _train_all(self) -> None:
         todo = {}
@@ -167,23 +266,33 @@ class Job:
                 self._update(lambda s, label=label, record=record: s["runs"][label].update(
                     cached=True, record=record, history=record["history"]))
         self._update(lambda s: s.update(phase="building the scenario"))
-        first = next(iter(self.cfgs.values()))
-        scenario = build_scenario(first)
+        scenario = scenario_for(next(iter(self.cfgs.values())))
         info = scenario_info(scenario)
         self._update(lambda s: s.update(scenario=info))
+        for label, cfg in self.cfgs.items():  # stored by `mimmx reproduce`: no app embeddings yet
+            if label not in todo:
+                record = add_app_embeddings(self.results, cfg, scenario)
+                self._update(lambda s, label=label, record=record: s["runs"][label].update(record=record))
         for label, cfg in todo.items():
             if self._stop.is_set():
                 break
             self._update(lambda s, label=label: s.update(phase=f"training {label}"))
-            same = cfg.scenario == first.scenario and cfg.seed == first.seed
-            self._train_one(label, cfg, scenario if same else None)
+            self._train_one(label, cfg, scenario_for(cfg))
 
     def _train_one(self, label: str, cfg: RunConfig, scenario) -> None:
+        balanced = scenario.splits["balanced"]
+        idx = torch.from_numpy(subsample(len(balanced), LIVE_POINTS, cfg.seed))
+        box = {}  # the live model, from the trainer's start event
+
         def callback(event: dict) -> bool:
             kind = event["type"]
-            if kind == "eval":
+            if kind == "start":
+                box["model"] = event["model"]
+            elif kind == "eval":
                 ev = {k: v for k, v in event.items() if k != "type"}
                 self._update(lambda s: s["runs"][label]["history"].append(ev))
+                if "model" in box:
+                    self._live(label, ev["epoch"], box["model"], balanced, idx)
             elif kind == "step" and event.get("kind") == "encoder":
                 ev = {k: v for k, v in event.items() if isinstance(v, (int, float))}
                 self._update(lambda s: s["runs"][label]["steps"].append(ev))
@@ -195,7 +304,7 @@ class Job:
         self._update(lambda s: s.update(phase=f"evaluating {label}"))
         t0 = time.perf_counter()
         report = evaluate_result(result, probes=("logreg",), mi=False, embedding=None)
-        emb = embedding_records(result, self.embedding)
+        emb = embedding_records(result, "umap" if self.umap_ready() else "pca")
         device = next(result.model.parameters()).device
         record = {
             "format": FORMAT, "key": cfg.hash(), "config": cfg.to_dict(),
@@ -211,6 +320,71 @@ class Job:
         self.results.put(record, buf.getvalue())
         self._update(lambda s: s["runs"][label].update(record=self.results.get(cfg) or record))
 
+    # ---------------------------------------------------------------- live embeddings
+
+    def _live(self, label: str, epoch: int, model: MIMMNet, split, idx: torch.Tensor) -> None:
+        """PCA of every feature part on the live subsample, now (a few ms); hand the features
+        to the UMAP thread when UMAP is warm."""
+        t0 = time.perf_counter()
+        parts, labels = live_features(model, split, idx)
+        live = {"epoch": epoch, "method": "PCA",
+                "records": _records(embeddings_frame(parts, labels, "pca"), "pca")}
+        seconds = time.perf_counter() - t0
+
+        def put(s):
+            s["runs"][label]["live"] = live
+            s["live_seconds"] += seconds
+
+        self._update(put)
+        if self.umap_ready():
+            with self._lock:
+                self._umap_slot = (label, epoch, parts, labels)
+                if self._umap_thread is None:
+                    self._umap_thread = threading.Thread(target=self._umap_loop, daemon=True,
+                                                         name="mimmx-app-umap")
+                    self._umap_thread.start()
+            self._umap_wake.set()
+
+    def _umap_loop(self) -> None:
+        """UMAP of the latest features offered, then rest (1/UMAP_DUTY − 1) times as long."""
+        while True:
+            self._umap_wake.wait()
+            with self._lock:
+                slot, self._umap_slot = self._umap_slot, None
+                self._umap_wake.clear()
+            if self._done.is_set():
+                return
+            if slot is None:
+                continue
+            label, epoch, parts, labels = slot
+            t0 = time.perf_counter()
+            frame = embeddings_frame(parts, labels, "umap", threads=1, **LIVE_UMAP)
+            live = {"epoch": epoch, "method": "UMAP", "records": _records(frame, "umap")}
+            self._update(lambda s, label=label, live=live: s["runs"][label].update(live_umap=live))
+            if self._done.wait((time.perf_counter() - t0) * (1 / UMAP_DUTY - 1)):
+                return
+
+
+@torch.no_grad()
+def live_features(model: MIMMNet, split, idx: torch.Tensor) -> tuple[dict, dict]:
+    """({"f_y", "f_z1", …}: (n, d) arrays, {"y", "z1", …}: (n,) arrays) of ``split[idx]``,
+    computed in eval mode (the model's mode is restored: training goes on unchanged)."""
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        parts, _ = model(batches_of(split.x[idx].to(device)))
+    finally:
+        model.train(was_training)
+    names = ["y", *[f"z{i + 1}" for i in range(split.z.shape[1])]]
+    labels = {"y": split.y[idx].numpy(), **{n: split.z[idx, i].numpy() for i, n in enumerate(names[1:])}}
+    return {f"f_{n}": p.float().cpu().numpy() for n, p in zip(names, parts)}, labels
+
+
+def _records(frame, method: str) -> list[dict]:
+    rows = frame.assign(method=method.upper()).to_dict(orient="records")
+    return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()} for row in rows]
+
 
 def embedding_records(result, method: str = "pca", split: str = "balanced") -> list[dict]:
     """2-D embedding (PCA or UMAP) of every feature part on (a sample of) the Balanced set, as
@@ -219,9 +393,26 @@ def embedding_records(result, method: str = "pca", split: str = "balanced") -> l
     labels = ["y", *[f"z{i + 1}" for i in range(len(result.scenario.factor_names))]]
     frame = embeddings_frame({f"f_{n}": feats[f"f_{n}"] for n in labels},
                              {n: feats[n] for n in labels}, method, max_points=MAX_POINTS)
-    records = frame.assign(method=method.upper()).to_dict(orient="records")
-    return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
-            for row in records]
+    return _records(frame, method)
+
+
+def add_app_embeddings(results: ResultStore, cfg: RunConfig, scenario=None,
+                       method: str = "pca") -> dict | None:
+    """The stored record of ``cfg``, with the app's embeddings added (and stored) if it had
+    none (records written by ``mimmx reproduce`` / ``warm-cache``); None if not stored."""
+    from mimmx.trainer import RunResult
+
+    record = results.get(cfg)
+    if record is None or record.get("app_embeddings") or not results.checkpoint_path(cfg).is_file():
+        return record
+    scenario = scenario if scenario is not None else scenario_for(cfg)
+    device = get_device()
+    ckpt = torch.load(results.checkpoint_path(cfg), map_location=device, weights_only=True)
+    model, _ = build_model(cfg, scenario, device)
+    model.load_state_dict(ckpt["model"])
+    record["app_embeddings"] = embedding_records(RunResult(cfg, scenario, model, None), method)
+    results.put(record)
+    return record
 
 
 def scenario_info(scenario, per_cell: int = 6) -> dict:

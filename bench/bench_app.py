@@ -1,0 +1,115 @@
+"""How live the app feels with the default preset (exp1's default request, not tiny: Baseline
+and MIMM-X + DLS + CAW, 10 epochs, 4000 training images): the time from pressing Train to the
+first chart update, to the first accuracy point, and to the end of the whole run.
+
+1. In-process (``mimmx.app.session.Job``, what the page polls): the time to the first training
+   step in the shared state (the loss/γ chart) and to the first evaluation (the accuracy
+   chart), with the scenario built on demand ("cold") and already built, as the page's
+   background ``prebuild`` leaves it ("prebuilt"); the whole run; and the share of the
+   training thread spent on live embeddings.
+2. In a real headless browser (if chromium is installed): ``streamlit run app.py``, Train
+   pressed ``--read`` seconds (default 5) after the page is fully drawn, as a user who reads
+   it first (the page builds the scenario in the background meanwhile; ``--read 0`` presses
+   at once), then the first live chart (losses / γ's) and the first Inverted point as the
+   browser shows them (the page polls every second), and the whole run. The browser and the
+   page's polling share the two cores with the training, so the whole run is slower there.
+
+    MIMMX_THREADS=1 python bench/bench_app.py [--no-browser] [--read SECONDS]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+from mimmx.app import browser, session
+from mimmx.device import describe_device
+from mimmx.results import ResultStore
+
+
+def job_times(prebuilt: bool, full: bool, store: ResultStore) -> dict:
+    cfgs = session.configs(session.default_request("exp1"))
+    first = next(iter(cfgs.values()))
+    if prebuilt:
+        session.scenario_for(first)
+    else:
+        session._scenarios.clear()  # cold: nothing built in this process yet
+    t0 = time.perf_counter()
+    job = session.Job(cfgs, store).start()
+    out = {}
+    while job.running:
+        s = job.snapshot()
+        runs = list(s["runs"].values())
+        if "first_step" not in out and any(r["steps"] for r in runs):
+            out["first_step"] = time.perf_counter() - t0
+        if "first_eval" not in out and any(r["history"] for r in runs):
+            out["first_eval"] = time.perf_counter() - t0
+            if not full:
+                job.stop()
+        time.sleep(0.01)
+    out["total"] = time.perf_counter() - t0
+    s = job.snapshot()
+    if full:
+        train = sum(r["record"]["wall_time"]["train"] for r in s["runs"].values())
+        out["live_share"] = s["live_seconds"] / train
+    return out
+
+
+def browser_times(results: str, read: float) -> dict:
+    env = {"MIMMX_APP_RESULTS": results, "MIMMX_APP_TINY": "0"}
+    out = {}
+    with browser.server(env) as url, browser.browser() as driver:
+        t0 = time.perf_counter()
+        driver.get(url)
+        browser.wait_until(lambda: "What a good result" in browser.page_text(driver), 120)
+        out["page_drawn"] = time.perf_counter() - t0
+        time.sleep(read)
+        browser.sidebar_button(driver, "Train").click()
+        t0 = time.perf_counter()
+
+        def live_chart() -> bool:
+            names = {n for t in browser.plot_traces(driver) for n in t}
+            return bool(names & {"loss_y", "Validation"})
+
+        browser.wait_until(live_chart, 60, 0.05)
+        out["first_chart"] = time.perf_counter() - t0
+        browser.wait_until(lambda: any("Inverted" in t for t in browser.plot_traces(driver)), 60, 0.05)
+        out["first_accuracy"] = time.perf_counter() - t0
+        browser.wait_until(lambda: "Final results" in (text := browser.page_text(driver))
+                           and "Running:" not in text, 300, 0.25)
+        out["total"] = time.perf_counter() - t0
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-browser", action="store_true")
+    parser.add_argument("--read", type=float, default=5.0,
+                        help="seconds between the page being drawn and pressing Train (default 5)")
+    args = parser.parse_args()
+    os.environ.pop(session.TINY_ENV_VAR, None)
+    print(f"hardware: {describe_device()}; MIMMX_THREADS={os.environ.get('MIMMX_THREADS', '-')}; "
+          f"load average at start {os.getloadavg()[0]:.1f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        cold = job_times(False, False, ResultStore(f"{tmp}/cold"))
+        print(f"in-process, scenario cold:     first step {cold['first_step']:.2f} s, "
+              f"first evaluation {cold['first_eval']:.2f} s")
+        warm = job_times(True, True, ResultStore(f"{tmp}/warm"))
+        print(f"in-process, scenario prebuilt: first step {warm['first_step']:.2f} s, "
+              f"first evaluation {warm['first_eval']:.2f} s, whole run {warm['total']:.1f} s, "
+              f"live embeddings {100 * warm['live_share']:.1f} % of the training thread")
+        if args.no_browser or browser.missing():
+            print("browser: skipped" + (f" (missing {browser.missing()})" if browser.missing() else ""))
+        else:
+            b = browser_times(f"{tmp}/browser", args.read)
+            print(f"browser: page drawn {b['page_drawn']:.1f} s after opening, Train pressed "
+                  f"{args.read:g} s later; after Train: first "
+                  f"chart {b['first_chart']:.2f} s, first accuracy point {b['first_accuracy']:.2f} s, "
+                  f"whole run {b['total']:.1f} s")
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
