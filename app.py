@@ -22,9 +22,10 @@ st.title("mimmx: confounder-free learning by mutual-information minimisation")
 st.markdown(
     "An image encoder splits its features into a primary-task part **f_y** and one part per "
     "spurious factor **f_z**; MIMM-X trains it to keep the mutual information between them "
-    "small, so that y is predicted without the shortcut. *Status of the science:* on these "
-    "analogues MIMM-X does not yet beat the shortcut reliably (see `docs/why-mimmx-works.md`); "
-    "this page shows what actually happens, so compare the Inverted curve of both methods."
+    "small, so that y is predicted without the shortcut. *Status of the science:* with mimmx's "
+    "defaults MIMM-X lifts exp1's Inverted accuracy from the baseline's 29 % to about 52 % "
+    "(20 epochs, 3 seeds) but does not reach the poster's 83 % (see "
+    "`docs/why-mimmx-works.md`): compare the Inverted curves of both methods."
 )
 
 HELP = {
