@@ -61,7 +61,8 @@ EXPERIMENTS: dict[str, tuple[dict, tuple[Row, ...]]] = {
     "morpho": ({"scenario": {"name": "morpho"}, "method": {"lam": 0.5, "n_b": 5},
                 "train": {"batch_size": 150}}, tuple(r for r in FULL_ROWS if r.method in
                                                     ("baseline", "rebalance", "dcor", "mimm"))),
-    "fashion": ({"scenario": {"name": "fashion"}, "method": {"lam": 0.5, "n_b": 5},
+    "fashion": ({"scenario": {"name": "fashion"}, "model": {"f_y_dim": 10, "f_z_dim": 10},  # 10 classes, 10 patterns
+                 "method": {"lam": 0.5, "n_b": 5},
                  "train": {"batch_size": 150}}, tuple(r for r in FULL_ROWS if r.method in
                                                      ("baseline", "rebalance", "dcor", "mimm"))),
 }

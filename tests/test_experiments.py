@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import pytest
+
 from mimmx.config import RunConfig
 from mimmx.experiments import EXPERIMENTS, config_files, row_config, rows
 
@@ -30,3 +32,17 @@ def test_poster_settings_per_experiment():
     assert {r.method for r in rows("exp1")} >= {"baseline", "baseline_dls_caw", "rebalance", "dcor",
                                                  "mmd", "adversarial", "mimm", "mimmx"}
     assert set(EXPERIMENTS) == {"exp1", "exp2", "exp3", "morpho", "fashion"}
+
+
+@pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))
+def test_every_row_builds_its_model(experiment, morpho_table):
+    """The shipped settings fit each scenario (e.g. logit parts as wide as the class counts)."""
+    import torch
+
+    from mimmx.trainer import build_model, build_scenario
+
+    scenario = build_scenario(row_config(experiment, rows(experiment)[0]))
+    for row in rows(experiment):
+        model, _ = build_model(row_config(experiment, row), scenario, torch.device("cpu"))
+        parts, logits = model(torch.zeros(2, 1, 28, 28))
+        assert [lg.shape[1] for lg in logits] == [scenario.n_y, *scenario.n_z]
