@@ -26,7 +26,7 @@ app: $(STAMP)
 	$(BIN)/streamlit run app.py
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check mimmx tests bench app.py
