@@ -5,8 +5,9 @@ per-sample Python). Steps alternate as in MIMM, one encoder step then N_B − 1 
 (``method.alternation``): ``per_batch``, the original loop, shares the epoch's batches (batch k
 trains the encoder when k mod N_B = 0); ``per_step`` gives every batch an encoder step and draws
 the estimator's batches separately, so the encoder is updated as often as the baseline's.
-Methods without an estimator train the encoder on every batch. Model selection uses the confounded ``selection`` split only; the test
-sets are measured at every evaluation but never chosen on.
+Methods without an estimator train the encoder on every batch. Model selection uses the
+confounded ``selection`` split only; the test sets are measured at every evaluation but never
+chosen on.
 
 Progress leaves through callbacks: ``callback(event: dict)`` with ``event["type"]`` in
 ``start | step | eval | end``; a callback returning True stops training after that event. The
@@ -160,11 +161,12 @@ def train(cfg: RunConfig, scenario: Scenario | None = None, callbacks: Iterable[
         raise ConfigError(f"method.alternation must be 'per_step' or 'per_batch', "
                           f"got {cfg.method.alternation!r}")
 
+    draw_weights = pen_weights.cpu() if pen_weights is not None else torch.ones(n)
+
     def draw() -> torch.Tensor:
         """A batch of training indices for the estimator or the penalty: drawn with the
         method's penalty weights (e.g. cell-balanced), else uniformly."""
-        w = pen_weights.cpu() if pen_weights is not None else torch.ones(n)
-        return torch.multinomial(w, tr.batch_size, replacement=True, generator=gen).to(device)
+        return torch.multinomial(draw_weights, tr.batch_size, replacement=True, generator=gen).to(device)
 
     def encoder_step(idx: torch.Tensor, pen_idx: torch.Tensor | None, progress: float) -> dict:
         x, y, z = batches_of(train_split.x[idx]), train_split.y[idx], train_split.z[idx]

@@ -140,6 +140,7 @@ class Method(nn.Module):
         only, so the encoder's backward runs once)."""
         g_task = torch.autograd.grad(task, parts, retain_graph=True, allow_unused=True)
         g_pen = torch.autograd.grad(penalty, pen_parts, retain_graph=True, allow_unused=True)
+
         def norm(grads) -> float:
             return sum(float((g.detach() ** 2).sum()) for g in grads if g is not None) ** 0.5
 
