@@ -4,7 +4,9 @@ Data stay on the device as uint8 tensors and batches are index gathers (no DataL
 per-sample Python). Steps alternate as in MIMM, one encoder step then N_B − 1 estimator steps
 (``method.alternation``): ``per_batch``, the original loop, shares the epoch's batches (batch k
 trains the encoder when k mod N_B = 0); ``per_step`` gives every batch an encoder step and draws
-the estimator's batches separately, so the encoder is updated as often as the baseline's.
+the estimator's batches separately, so the encoder is updated as often as the baseline's
+(``method.estimator_batches=reuse``: the estimator steps reuse the encoder step's penalty-batch
+features, no extra encoder pass).
 Methods without an estimator train the encoder on every batch. Model selection uses the
 confounded ``selection`` split only; the test sets are measured at every evaluation but never
 chosen on.
@@ -168,11 +170,20 @@ def train(cfg: RunConfig, scenario: Scenario | None = None, callbacks: Iterable[
         method's penalty weights (e.g. cell-balanced), else uniformly."""
         return torch.multinomial(draw_weights, tr.batch_size, replacement=True, generator=gen).to(device)
 
+    reuse = cfg.method.estimator_batches == "reuse"
+    if cfg.method.estimator_batches not in ("forward", "reuse"):
+        raise ConfigError(f"method.estimator_batches must be 'forward' or 'reuse', "
+                          f"got {cfg.method.estimator_batches!r}")
+    if reuse and not own_batches:
+        raise ConfigError("method.estimator_batches=reuse needs method.alternation=per_step")
+    cached: tuple | None = None  # the last encoder step's penalty batch (features detached)
+
     def encoder_step(idx: torch.Tensor, pen_idx: torch.Tensor | None, progress: float) -> dict:
+        nonlocal cached
         x, y, z = batches_of(train_split.x[idx]), train_split.y[idx], train_split.z[idx]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             parts, logits = model(x)
-            pen_batch = None
+            pen_batch = (parts, y, z)
             if pen_idx is not None:
                 pen_parts, _ = model(batches_of(train_split.x[pen_idx]))
                 pen_batch = (pen_parts, train_split.y[pen_idx], train_split.z[pen_idx])
@@ -180,12 +191,18 @@ def train(cfg: RunConfig, scenario: Scenario | None = None, callbacks: Iterable[
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if reuse:
+            cached = ([p.detach().float() for p in pen_batch[0]], pen_batch[1], pen_batch[2])
         return logs
 
-    def estimator_step(idx: torch.Tensor) -> dict:
-        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            parts, _ = model(batches_of(train_split.x[idx]))
-        est_loss = method.estimator_loss([p.float() for p in parts], train_split.y[idx], train_split.z[idx])
+    def estimator_step(idx: torch.Tensor | None) -> dict:
+        if idx is None:  # reuse: the cycle's penalty batch, fresh shuffles inside the estimator
+            parts, y, z = cached
+        else:
+            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                parts, _ = model(batches_of(train_split.x[idx]))
+            parts, y, z = [p.float() for p in parts], train_split.y[idx], train_split.z[idx]
+        est_loss = method.estimator_loss(parts, y, z)
         opt_est.zero_grad(set_to_none=True)
         est_loss.backward()
         opt_est.step()
@@ -220,7 +237,8 @@ def train(cfg: RunConfig, scenario: Scenario | None = None, callbacks: Iterable[
                 if kind == "encoder":
                     logs = encoder_step(batch, draw() if pen_weights is not None else None, progress)
                 else:
-                    logs = estimator_step(draw() if own_batches or pen_weights is not None else batch)
+                    logs = estimator_step(None if reuse else
+                                          draw() if own_batches or pen_weights is not None else batch)
                 if not math.isfinite(logs.get("loss", logs.get("estimator_loss", 0.0))):
                     raise FloatingPointError(f"the {kind} loss became {logs} at epoch {progress:.2f}; "
                                              "lower the learning rate or λ")
