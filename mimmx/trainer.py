@@ -22,6 +22,7 @@ import copy
 import dataclasses
 import json
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from mimmx.runinfo import environment
 from mimmx.scenarios import TEST_SETS, Scenario, build_named, get_spec
 
 Callback = Callable[[dict], "bool | None"]
+_INIT_LOCK = threading.Lock()
 EVAL_SPLITS = ("selection", *TEST_SETS)
 
 
@@ -138,13 +140,15 @@ def train(cfg: RunConfig, scenario: Scenario | None = None, callbacks: Iterable[
     callbacks = list(callbacks)
     device = get_device(cfg.train.device)
     configure_threads()
-    torch.manual_seed(cfg.seed)
     scenario = scenario or build_scenario(cfg)
     tr = cfg.train
     if tr.batch_size < 2 or tr.epochs < 1 or tr.eval_every < 1:
         raise ConfigError("train.batch_size must be ≥ 2, train.epochs and train.eval_every ≥ 1")
 
-    model, method = build_model(cfg, scenario, device)
+    with _INIT_LOCK:  # the initial weights come from torch's global RNG: one run at a time
+        torch.manual_seed(cfg.seed)
+        model, method = build_model(cfg, scenario, device)
+    method.seed(cfg.seed)
     opt = torch.optim.Adam(model.parameters(), lr=tr.lr, weight_decay=tr.weight_decay)
     opt_est = torch.optim.Adam(method.parameters(), lr=cfg.method.estimator.lr) if method.has_estimator else None
 

@@ -1,5 +1,5 @@
-"""Background training for the app: build the configs of a request, run them one after
-another in a daemon thread, and share their progress with the page through a lock-guarded
+"""Background training for the app: build the configs of a request, train them side by side
+(one torch thread each, as many at once as the machine has cores) from a daemon thread, and share their progress with the page through a lock-guarded
 plain dict (``Job.snapshot()``). Finished configurations go to the results store
 (:class:`mimmx.results.ResultStore`, keyed by ``RunConfig.hash()``) and are shown at once
 the next time.
@@ -20,7 +20,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +34,7 @@ import torch
 
 import mimmx.morpho  # noqa: F401 - the scenarios' morphometric factors load it lazily
 from mimmx.config import RunConfig
-from mimmx.device import get_device
+from mimmx.device import THREADS_ENV_VAR, get_device
 from mimmx.errors import UserError
 from mimmx.evaluation import embeddings_frame, evaluate_result
 from mimmx.evaluation.embeddings import subsample
@@ -53,6 +53,7 @@ LIVE_POINTS = 400  # Balanced-set points embedded at every evaluation during tra
 LIVE_UMAP = {"n_epochs": 100}  # a quicker UMAP for the live view
 UMAP_DUTY = 0.1  # the live-UMAP thread computes at most this share of the time
 SCENARIO_CACHE = 4  # built scenarios kept in-process
+PARALLEL_RUNS = max(1, os.cpu_count() or 1)  # runs trained at once, one torch thread each
 
 
 def tiny() -> bool:
@@ -273,11 +274,19 @@ class Job:
             if label not in todo:
                 record = add_app_embeddings(self.results, cfg, scenario)
                 self._update(lambda s, label=label, record=record: s["runs"][label].update(record=record))
-        for label, cfg in todo.items():
-            if self._stop.is_set():
-                break
-            self._update(lambda s, label=label: s.update(phase=f"training {label}"))
-            self._train_one(label, cfg, scenario_for(cfg))
+        if not todo or self._stop.is_set():
+            return
+        if not os.environ.get(THREADS_ENV_VAR):  # one thread per run: small models on a busy
+            torch.set_num_threads(1)            # CPU lose more to spin-waiting than they gain
+        self._update(lambda s: s.update(phase="training " + " and ".join(todo)))
+        with ThreadPoolExecutor(min(len(todo), PARALLEL_RUNS), thread_name_prefix="mimmx-app-run") as pool:
+            runs = [pool.submit(self._train_one, label, cfg, scenario_for(cfg)) for label, cfg in todo.items()]
+            for run in runs:
+                try:
+                    run.result()
+                except BaseException:
+                    self._stop.set()  # the other runs end at their next step
+                    raise
 
     def _train_one(self, label: str, cfg: RunConfig, scenario) -> None:
         balanced = scenario.splits["balanced"]
@@ -301,7 +310,6 @@ class Job:
         result = train(cfg, scenario, [callback])
         if self._stop.is_set():  # a stopped run is incomplete: shown, not stored
             return
-        self._update(lambda s: s.update(phase=f"evaluating {label}"))
         t0 = time.perf_counter()
         report = evaluate_result(result, probes=("logreg",), mi=False, embedding=None)
         emb = embedding_records(result, "umap" if self.umap_ready() else "pca")

@@ -85,6 +85,15 @@ class Method(nn.Module):
         """The effective switches, recorded next to the results."""
         return {"method": self.name, "dls": self.use_dls, "caw": self.use_caw}
 
+    def seed(self, seed: int) -> None:
+        """Give every random part of the method (MINE's shuffles) one generator seeded with
+        ``seed``, so that a run does not depend on torch's global RNG (two runs can train
+        side by side in one process, as the app does, and stay reproducible)."""
+        gen = torch.Generator().manual_seed(seed)
+        for m in self.modules():
+            if hasattr(m, "generator"):
+                m.generator = gen
+
     def gammas(self, losses: Tensor, epoch: float) -> Tensor:
         """γ_0..γ_N: ones, or DLS γ_i = (L_i / L̄)^{α_i} with α_Y growing by β_Y over training."""
         if not self.use_dls:

@@ -174,21 +174,21 @@ class StatisticsNetwork(nn.Module):
         return self.forward(rows_y, rows_z, update_stats).reshape(n_y, n_z)
 
 
-def _derangement(n: int, device: torch.device) -> Tensor:
+def _derangement(n: int, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
     """A random permutation without fixed points: perm[i] ≠ i for all i (n ≥ 2)."""
-    order = torch.randperm(n, device=device)
-    shift = int(torch.randint(1, n, ()))
+    order = torch.randperm(n, generator=generator).to(device)
+    shift = int(torch.randint(1, n, (), generator=generator))
     perm = torch.empty_like(order)
     perm[order] = order.roll(shift)
     return perm
 
 
-def _derangement_within(y: Tensor) -> Tensor:
+def _derangement_within(y: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """A random permutation that maps every sample to another sample of the same class y
     (samples alone in their class map to themselves): shuffle, group by class, and send each
     sample to the next one in its group."""
     n = y.shape[0]
-    order = torch.randperm(n, device=y.device)
+    order = torch.randperm(n, generator=generator).to(y.device)
     order = order[torch.argsort(y[order], stable=True)]  # grouped by class, random within
     _, counts = torch.unique_consecutive(y[order], return_counts=True)
     starts = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
@@ -236,6 +236,7 @@ class MINE(DependenceEstimator):
     """
 
     trainable = True
+    generator: torch.Generator | None = None  # of the shuffles (None: torch's global RNG)
 
     def __init__(self, d_y: int, d_z: int, width: int = 400, depth: int = 3,
                  marginals: str = "all_pairs", gradient: str = "ema", ema_rate: float = 0.01,
@@ -277,9 +278,9 @@ class MINE(DependenceEstimator):
             log_mean_exp = torch.logsumexp(s.masked_fill(drop, -math.inf).flatten(), 0)
             return s.diagonal(), log_mean_exp - math.log(count)
         if self.conditional:
-            perms = [_derangement_within(y) for _ in range(self.n_shuffles)]
+            perms = [_derangement_within(y, self.generator) for _ in range(self.n_shuffles)]
         else:
-            perms = [_derangement(n, f_y.device) for _ in range(self.n_shuffles)]
+            perms = [_derangement(n, f_y.device, self.generator) for _ in range(self.n_shuffles)]
         rows_y = torch.cat([f_y] * (1 + self.n_shuffles))
         rows_z = torch.cat([f_z] + [f_z[p] for p in perms])
         t = self.T(rows_y, rows_z, update_stats)  # (B·(1 + n_shuffles),)
