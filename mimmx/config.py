@@ -84,9 +84,10 @@ class MethodConfig:
     # on batches of their own, so the encoder gets as many updates per epoch as the baseline;
     # "per_batch": the original code's loop, batch k trains the encoder when k mod N_B = 0
     alternation: str = "per_step"
-    # "forward": each estimator step runs the encoder (no grad) on a batch of its own; "reuse": the
-    # N_B − 1 estimator steps of a cycle reuse the encoder step's penalty-batch features (detached)
-    # with fresh marginal shuffles, so a cycle costs no extra encoder pass (per_step only)
+    # "forward": each estimator step runs the encoder (no grad) on a batch of its own; "bank": the
+    # N_B − 1 estimator steps of a cycle train on the features (detached) of the last N_B − 1
+    # encoder steps' penalty batches, newest first, so a cycle costs no extra encoder pass
+    # (per_step only; the features are up to N_B − 1 encoder steps old)
     estimator_batches: str = "forward"
     warmup_epochs: float = 0.0  # estimator-only steps before the penalty starts
     one_sided: bool = True  # the penalty's gradient reaches f_y only (f_z is held by its own heads)

@@ -5,8 +5,8 @@ per-sample Python). Steps alternate as in MIMM, one encoder step then N_B − 1 
 (``method.alternation``): ``per_batch``, the original loop, shares the epoch's batches (batch k
 trains the encoder when k mod N_B = 0); ``per_step`` gives every batch an encoder step and draws
 the estimator's batches separately, so the encoder is updated as often as the baseline's
-(``method.estimator_batches=reuse``: the estimator steps reuse the encoder step's penalty-batch
-features, no extra encoder pass).
+(``method.estimator_batches=bank``: the estimator steps reuse the features of the last N_B − 1
+encoder steps' penalty batches, no extra encoder pass).
 Methods without an estimator train the encoder on every batch. Model selection uses the
 confounded ``selection`` split only; the test sets are measured at every evaluation but never
 chosen on.
@@ -18,6 +18,7 @@ Progress leaves through callbacks: ``callback(event: dict)`` with ``event["type"
 
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
 import json
@@ -174,16 +175,16 @@ def train(cfg: RunConfig, scenario: Scenario | None = None, callbacks: Iterable[
         method's penalty weights (e.g. cell-balanced), else uniformly."""
         return torch.multinomial(draw_weights, tr.batch_size, replacement=True, generator=gen).to(device)
 
-    reuse = cfg.method.estimator_batches == "reuse"
-    if cfg.method.estimator_batches not in ("forward", "reuse"):
-        raise ConfigError(f"method.estimator_batches must be 'forward' or 'reuse', "
+    bank_mode = cfg.method.estimator_batches == "bank"
+    if cfg.method.estimator_batches not in ("forward", "bank"):
+        raise ConfigError(f"method.estimator_batches must be 'forward' or 'bank', "
                           f"got {cfg.method.estimator_batches!r}")
-    if reuse and not own_batches:
-        raise ConfigError("method.estimator_batches=reuse needs method.alternation=per_step")
-    cached: tuple | None = None  # the last encoder step's penalty batch (features detached)
+    if bank_mode and not own_batches:
+        raise ConfigError("method.estimator_batches=bank needs method.alternation=per_step")
+    # the last N_B − 1 penalty batches of the encoder steps, features detached, newest last
+    bank: collections.deque = collections.deque(maxlen=max(method.n_b - 1, 1))
 
     def encoder_step(idx: torch.Tensor, pen_idx: torch.Tensor | None, progress: float) -> dict:
-        nonlocal cached
         x, y, z = batches_of(train_split.x[idx]), train_split.y[idx], train_split.z[idx]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             parts, logits = model(x)
@@ -195,13 +196,13 @@ def train(cfg: RunConfig, scenario: Scenario | None = None, callbacks: Iterable[
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if reuse:
-            cached = ([p.detach().float() for p in pen_batch[0]], pen_batch[1], pen_batch[2])
+        if bank_mode:
+            bank.append(([p.detach().float() for p in pen_batch[0]], pen_batch[1], pen_batch[2]))
         return logs
 
-    def estimator_step(idx: torch.Tensor | None) -> dict:
-        if idx is None:  # reuse: the cycle's penalty batch, fresh shuffles inside the estimator
-            parts, y, z = cached
+    def estimator_step(idx: torch.Tensor | int) -> dict:
+        if isinstance(idx, int):  # bank: the k-th newest penalty batch, fresh marginal shuffles
+            parts, y, z = bank[-1 - idx % len(bank)]
         else:
             with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 parts, _ = model(batches_of(train_split.x[idx]))
@@ -237,11 +238,11 @@ def train(cfg: RunConfig, scenario: Scenario | None = None, callbacks: Iterable[
                 kinds = ["encoder" if step % method.n_b == 0 else "estimator"]
             else:  # one encoder step on this batch, then N_B − 1 estimator steps on drawn batches
                 kinds = ["encoder"] + ["estimator"] * (method.n_b - 1)
-            for kind in kinds:
+            for k, kind in enumerate(kinds):
                 if kind == "encoder":
                     logs = encoder_step(batch, draw() if pen_weights is not None else None, progress)
                 else:
-                    logs = estimator_step(None if reuse else
+                    logs = estimator_step(k - 1 if bank_mode else
                                           draw() if own_batches or pen_weights is not None else batch)
                 if not math.isfinite(logs.get("loss", logs.get("estimator_loss", 0.0))):
                     raise FloatingPointError(f"the {kind} loss became {logs} at epoch {progress:.2f}; "

@@ -155,10 +155,10 @@ def test_alternation_counts_encoder_and_estimator_steps(tiny_scenario, alternati
         assert len(kinds) == batches and n_enc == -(-batches // cfg.method.n_b)
 
 
-def test_estimator_batches_reuse_runs_no_extra_encoder_pass(tiny_scenario, monkeypatch):
-    """estimator_batches=reuse: the N_B − 1 estimator steps train on the encoder step's own
-    penalty-batch features, so a cycle runs the encoder twice (training + penalty batch) instead
-    of 2 + (N_B − 1) times, and the features they see are that batch's, detached."""
+def test_estimator_batches_bank_runs_no_extra_encoder_pass(tiny_scenario, monkeypatch):
+    """estimator_batches=bank: the N_B − 1 estimator steps train on the last N_B − 1 encoder
+    steps' penalty-batch features (detached, newest first), so a cycle runs the encoder twice
+    (training + penalty batch) instead of 2 + (N_B − 1) times."""
     from mimmx.methods.catalogue import MIMMX
     from mimmx.models.network import MIMMNet
 
@@ -166,18 +166,20 @@ def test_estimator_batches_reuse_runs_no_extra_encoder_pass(tiny_scenario, monke
     forward, est_loss = MIMMNet.forward, MIMMX.estimator_loss
     monkeypatch.setattr(MIMMNet, "forward", lambda self, x: calls.append(len(x)) or forward(self, x))
     monkeypatch.setattr(MIMMX, "estimator_loss",
-                        lambda self, parts, y, z: seen.append((parts[0], z)) or est_loss(self, parts, y, z))
-    batches = len(tiny_scenario.splits["train"]) // 60
-    for mode, per_cycle in (("forward", 2 + 2), ("reuse", 2)):
+                        lambda self, parts, y, z: seen.append(parts[0]) or est_loss(self, parts, y, z))
+    batches = len(tiny_scenario.splits["train"]) // 60  # N_B = 3: two estimator steps per batch
+    for mode, per_cycle in (("forward", 2 + 2), ("bank", 2)):
         calls.clear(), seen.clear()
         cfg = RunConfig().override(TINY + ["method.name=mimmx", "train.epochs=1", "train.eval_every=5",
                                            f"method.estimator_batches={mode}"])
         train(cfg, tiny_scenario)
         training_calls = [c for c in calls if c == 60]  # evaluation passes use other sizes
         assert len(training_calls) == batches * per_cycle, mode
-        assert len(seen) == batches * 2 and not seen[0][0].requires_grad
-        same = seen[0][0] is seen[1][0]
-        assert same == (mode == "reuse")
+        assert len(seen) == batches * 2 and not seen[0].requires_grad
+        if mode == "bank":  # cycle 2 trains on its own penalty batch, then on cycle 1's
+            assert seen[2] is not seen[3] and seen[3] is seen[0] and seen[4] is not seen[2]
+        else:
+            assert len({id(t) for t in seen}) == len(seen)
     with pytest.raises(Exception, match="per_step"):
-        train(RunConfig().override(TINY + ["method.name=mimmx", "method.estimator_batches=reuse",
+        train(RunConfig().override(TINY + ["method.name=mimmx", "method.estimator_batches=bank",
                                            "method.alternation=per_batch"]), tiny_scenario)
