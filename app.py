@@ -24,8 +24,10 @@ st.markdown(
     "spurious factor **f_z**; MIMM-X trains it to keep the mutual information between them "
     "small, so that y is predicted without the shortcut. *Status of the science:* with mimmx's "
     "defaults MIMM-X lifts exp1's Inverted accuracy from the baseline's 29 % to about 52 % "
-    "(20 epochs, 3 seeds) but does not reach the poster's 83 % (see "
-    "`docs/why-mimmx-works.md`): compare the Inverted curves of both methods."
+    "(20 epochs, 3 seeds) but does not reach the poster's 83 %. The data limit it: the Inverted "
+    "cell holds 40 of the 4,000 training digits, and even Rebalance, which removes the "
+    "correlation by resampling, reaches only 39–50 % there (see `docs/why-mimmx-works.md` §8). "
+    "Compare the Inverted curves of both methods, and try more training images."
 )
 
 HELP = {

@@ -67,6 +67,18 @@ EXPERIMENTS: dict[str, tuple[dict, tuple[Row, ...]]] = {
                                                      ("baseline", "rebalance", "dcor", "mimm"))),
 }
 
+# the poster's f_y → y accuracy (Val., Inv., Bal.) per experiment and row, for comparison only
+POSTER_Y: dict[str, dict[str, tuple[float, float, float]]] = {
+    "exp1": {"Baseline": (96.3, 27.2, 70.2), "Baseline + DLS + CAW": (89.6, 42.9, 66.6),
+             "Rebalance": (91.8, 81.9, 87.3), "dCor": (96.2, 41.7, 73.4), "MIMM": (74.4, 45.7, 58.9),
+             "MIMM-X": (46.3, 54.0, 53.5), "MIMM-X + CAW": (94.2, 33.2, 69.0),
+             "MIMM-X + DLS": (85.6, 74.2, 79.8), "MIMM-X + DLS + CAW": (84.2, 82.8, 82.6)},
+    "exp2": {"Baseline": (82.6, 42.6, 64.0), "Rebalance": (77.7, 70.3, 76.4), "dCor": (87.8, 42.2, 69.0),
+             "MIMM": (87.2, 51.0, 71.4), "MIMM-X + DLS + CAW": (86.3, 70.4, 76.5)},
+    "exp3": {"Baseline": (85.4, 57.4, 71.5), "Rebalance": (74.2, 69.4, 71.4), "dCor": (87.0, 54.9, 70.9),
+             "MIMM-X + DLS + CAW": (81.7, 70.2, 72.9)},
+}
+
 
 def _merge(a: dict, b: dict) -> dict:
     out = dict(a)

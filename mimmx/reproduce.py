@@ -26,8 +26,8 @@ import pandas as pd
 from mimmx.config import RunConfig
 from mimmx.errors import UserError
 from mimmx.evaluation.report import SHORT, to_records
-from mimmx.evaluation.tables import accuracy_table, probe_table, summarise, to_markdown
-from mimmx.experiments import EXPERIMENTS, FULL_ROWS, Row, row_config, rows
+from mimmx.evaluation.tables import DASH, accuracy_table, probe_table, summarise, to_markdown
+from mimmx.experiments import EXPERIMENTS, FULL_ROWS, POSTER_Y, Row, row_config, rows
 from mimmx.results import Progress, ResultStore, run_many, seeds_list
 
 PROBE_NAMES = {"logreg": "logistic-regression probes", "knn": "kNN probes (k = 30)"}
@@ -179,6 +179,20 @@ def heads_for_poster(heads: pd.DataFrame) -> pd.DataFrame:
     return accuracy_table(d)
 
 
+def beside_poster(experiment: str, heads: pd.DataFrame) -> pd.DataFrame | None:
+    """The y head's Val./Inv./Bal. (mean ± std over seeds) beside the poster's numbers, one row
+    per method; None when the poster has no table for ``experiment``."""
+    poster = POSTER_Y.get(experiment)
+    if poster is None or heads.empty:
+        return None
+    y = heads[heads["head"] == "f_y→y"].assign(test_set=lambda d: d["test_set"].map(SHORT))
+    ours = summarise(y, "method", "test_set")
+    ours.columns = [f"mimmx {c}" for c in ours.columns]
+    theirs = pd.DataFrame([poster.get(m, (None,) * 3) for m in ours.index], index=ours.index,
+                          columns=[f"poster {c}" for c in ("Val.", "Inv.", "Bal.")])
+    return pd.concat([ours, theirs.map(lambda v: DASH if pd.isna(v) else f"{v:.1f}")], axis=1)
+
+
 def reproduction_markdown(experiment: str, t: Collected, meta: dict) -> str:
     from mimmx.scenarios import get_spec
 
@@ -196,6 +210,10 @@ def reproduction_markdown(experiment: str, t: Collected, meta: dict) -> str:
     lines.append(to_markdown(heads_for_poster(t.heads),
                              f"(a) Classification accuracy [%] across the evaluation sets "
                              f"({_spread(n_seeds)})"))
+    side = beside_poster(experiment, t.heads)
+    if side is not None:
+        lines.append(to_markdown(side, "f_y → y beside the poster's (its real cohorts; ours: the "
+                                       f"analogue, {_spread(n_seeds)})"))
     for probe in pd.unique(t.probes["probe"]) if not t.probes.empty else []:
         d = t.probes[t.probes["probe"] == probe][["method", "seed", "part", "label", "accuracy"]]
         lines.append(to_markdown(probe_table(d),

@@ -104,6 +104,8 @@ def test_reproduce_end_to_end_and_reuse(real_data, tmp_path, monkeypatch, capsys
     assert "| Baseline |" in md and "| MIMM-X + DLS + CAW |" in md and "| f_z1 |" in md
     assert "mean ± std over 2 seeds" in md and "Commit" in md and "Hardware: CPU" in md
     assert "| method | f_y→y Val. | f_y→y Inv. | f_y→y Bal. | f_z1→z1 Val. |" in md  # poster order
+    assert "| MIMM-X + DLS + CAW | " in md.split("beside the poster")[1]  # the poster's exp2 row:
+    assert "| 86.3 | 70.4 | 76.5 |" in md.split("beside the poster")[1]    # 86.3 / 70.4 / 76.5
     twin = json.loads((out / "exp2.json").read_text())
     assert twin["runs"] == 4 and twin["trained"] == 4 and twin["seeds"] == [0, 1]
     assert len(twin["tables"]["heads"]) == 4 * 9  # rows × seeds × (3 heads × 3 sets)
