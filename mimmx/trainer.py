@@ -200,13 +200,15 @@ def train(cfg: RunConfig, scenario: Scenario | None = None, callbacks: Iterable[
             bank.append(([p.detach().float() for p in pen_batch[0]], pen_batch[1], pen_batch[2]))
         return logs
 
-    def estimator_step(idx: torch.Tensor | int) -> dict:
-        if isinstance(idx, int):  # bank: the k-th newest penalty batch, fresh marginal shuffles
-            parts, y, z = bank[-1 - idx % len(bank)]
-        else:
-            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                parts, _ = model(batches_of(train_split.x[idx]))
-            parts, y, z = [p.float() for p in parts], train_split.y[idx], train_split.z[idx]
+    @torch.no_grad()
+    def features(idx: torch.Tensor) -> tuple:
+        """(parts, y, z) of training images ``idx``, for the estimator (no gradient to the encoder)."""
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            parts, _ = model(batches_of(train_split.x[idx]))
+        return [p.float() for p in parts], train_split.y[idx], train_split.z[idx]
+
+    def estimator_step(batch: tuple) -> dict:
+        parts, y, z = batch
         est_loss = method.estimator_loss(parts, y, z)
         opt_est.zero_grad(set_to_none=True)
         est_loss.backward()
@@ -242,8 +244,11 @@ def train(cfg: RunConfig, scenario: Scenario | None = None, callbacks: Iterable[
                 if kind == "encoder":
                     logs = encoder_step(batch, draw() if pen_weights is not None else None, progress)
                 else:
-                    logs = estimator_step(k - 1 if bank_mode else
-                                          draw() if own_batches or pen_weights is not None else batch)
+                    if bank_mode:  # the k-th newest penalty batch, fresh marginal shuffles
+                        est_batch = bank[-1 - (k - 1) % len(bank)]
+                    else:
+                        est_batch = features(draw() if own_batches or pen_weights is not None else batch)
+                    logs = estimator_step(est_batch)
                 if not math.isfinite(logs.get("loss", logs.get("estimator_loss", 0.0))):
                     raise FloatingPointError(f"the {kind} loss became {logs} at epoch {progress:.2f}; "
                                              "lower the learning rate or λ")

@@ -1,8 +1,8 @@
 """Background training for the app: build the configs of a request, train them side by side
-(one torch thread each, as many at once as the machine has cores) from a daemon thread, and share their progress with the page through a lock-guarded
-plain dict (``Job.snapshot()``). Finished configurations go to the results store
-(:class:`mimmx.results.ResultStore`, keyed by ``RunConfig.hash()``) and are shown at once
-the next time.
+(one torch thread each, as many at once as the machine has cores) from a daemon thread, and
+share their progress with the page through a lock-guarded plain dict (``Job.snapshot()``).
+Finished configurations go to the results store (:class:`mimmx.results.ResultStore`, keyed by
+``RunConfig.hash()``) and are shown at once the next time.
 
 Speed: built scenarios are kept in-process (:func:`scenario_for`; :func:`prebuild` builds the
 page's current one in the background before Train is pressed), and every training step is
