@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from mimmx.config import RunConfig
+from mimmx.errors import ConfigError
 from mimmx.methods import METHODS, Dims, build_method
 from mimmx.trainer import build_scenario, train
 
@@ -56,6 +57,23 @@ def test_same_seed_same_result(tiny_scenario):
     assert a.best["acc"] == b.best["acc"]
     for pa, pb in zip(a.model.parameters(), b.model.parameters()):
         assert torch.equal(pa, pb)
+
+
+def test_eval_size_subsamples_test_sets_but_not_the_selection(tiny_scenario):
+    cfg = RunConfig().override(TINY + ["method.name=mimmx", "train.epochs=2"])
+    full, live = train(cfg, tiny_scenario), train(cfg, tiny_scenario, eval_size=50)
+    for pa, pb in zip(full.model.parameters(), live.model.parameters()):
+        assert torch.equal(pa, pb)  # evaluating fewer test images leaves training untouched
+    for a, b in zip(full.history, live.history):
+        assert a["acc"]["selection"] == b["acc"]["selection"]
+
+    def on_50(acc):  # a share of 50 images is a multiple of 2 %; of 200 images, of 0.5 %
+        return abs(acc / 2 - round(acc / 2)) < 1e-3
+
+    assert all(on_50(ev["acc"][s]["y"]) for ev in live.history for s in ("validation", "inverted", "balanced"))
+    assert not all(on_50(ev["acc"][s]["y"]) for ev in full.history for s in ("validation", "inverted"))
+    with pytest.raises(ConfigError, match="eval_size"):
+        train(cfg, tiny_scenario, eval_size=0)
 
 
 def test_callback_can_stop(tiny_scenario):

@@ -48,6 +48,7 @@ from mimmx.trainer import batches_of, build_model, build_scenario, train
 TINY_ENV_VAR = "MIMMX_APP_TINY"  # "1": ~400 training images, 2 epochs (tests, quick demos)
 STORE_ENV_VAR = "MIMMX_APP_RESULTS"  # results store folder (default: mimmx's own)
 APP_EVAL = {"probes": ["logreg"], "mi": False, "embedding": "pca"}  # the app's quick evaluation
+APP_EVAL_SIZE = 1000  # test-set images per split measured at each live evaluation (final: all)
 MAX_POINTS = 600  # embedding points kept per run
 LIVE_POINTS = 400  # Balanced-set points embedded at every evaluation during training
 LIVE_UMAP = {"n_epochs": 100}  # a quicker UMAP for the live view
@@ -307,7 +308,7 @@ class Job:
                 self._update(lambda s: s["runs"][label]["steps"].append(ev))
             return self._stop.is_set()
 
-        result = train(cfg, scenario, [callback])
+        result = train(cfg, scenario, [callback], eval_size=APP_EVAL_SIZE)
         if self._stop.is_set():  # a stopped run is incomplete: shown, not stored
             return
         t0 = time.perf_counter()
@@ -317,7 +318,7 @@ class Job:
         record = {
             "format": FORMAT, "key": cfg.hash(), "config": cfg.to_dict(),
             "method": result.method.settings(), "best": result.best, "history": result.history,
-            "report": report.to_dict(), "eval_options": {"app": APP_EVAL},
+            "report": report.to_dict(), "eval_options": {"app": APP_EVAL, "history_eval_size": APP_EVAL_SIZE},
             "wall_time": {"train": result.wall_time, "evaluate": time.perf_counter() - t0},
             "images_per_second": result.images_per_second,
             "environment": environment(device, cfg.seed), "app_embeddings": emb,
