@@ -4,7 +4,8 @@ ratio MIMM-X / baseline.
     python bench/bench_train.py [--scenario exp1] [--epochs 1] [--set key=value ...]
 
 Also prints evaluation throughput (forward passes over the Validation set) at the trainer's
-batch (``EVAL_BATCH``) and at 2,000 images per pass, the old default.
+batch (``EVAL_BATCH``) and at 2,000 images per pass, the old default. ``--set
+train.channels_last=true`` measures the channels-last layout (the app's).
 
 Prints the hardware it ran on. The issue's target: exp1 MIMM-X with the four-convolution
 encoder at >= 3,000 training images/s on 2 CPU cores.

@@ -151,6 +151,8 @@ def build_model(cfg: RunConfig, scenario: Scenario, device) -> tuple[MIMMNet, Me
     model = MIMMNet(cfg.model.encoder, dims.f_y, list(dims.f_z), [dims.n_y, *dims.n_z],
                     head=cfg.model.head, width=cfg.model.width,
                     separate_encoders=cfg.model.separate_encoders).to(device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     return model, build_method(cfg.method, dims, cfg.train.epochs).to(device)
 
 

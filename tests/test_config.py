@@ -1,3 +1,6 @@
+import hashlib
+import json
+
 import pytest
 
 from mimmx.config import RunConfig
@@ -47,3 +50,12 @@ def test_override_errors():
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         RunConfig.from_yaml(tmp_path / "nope.yaml")
+
+
+def test_keys_added_later_keep_old_hashes_at_their_neutral_value():
+    cfg = RunConfig()
+    legacy = cfg.to_dict()
+    del legacy["train"]["channels_last"]  # a configuration stored before the key existed
+    old = hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()[:16]
+    assert cfg.hash() == old
+    assert cfg.override(["train.channels_last=true"]).hash() != old

@@ -9,7 +9,7 @@ import torch
 from mimmx.config import RunConfig
 from mimmx.errors import ConfigError
 from mimmx.methods import METHODS, Dims, build_method
-from mimmx.trainer import build_scenario, train
+from mimmx.trainer import batches_of, build_model, build_scenario, train
 
 TINY = ["scenario.name=exp2", "scenario.n_train=900", "scenario.n_selection=200", "scenario.n_test=200",
         "train.epochs=3", "train.batch_size=60", "train.device=cpu",
@@ -74,6 +74,21 @@ def test_eval_size_subsamples_test_sets_but_not_the_selection(tiny_scenario):
     assert not all(on_50(ev["acc"][s]["y"]) for ev in full.history for s in ("validation", "inverted"))
     with pytest.raises(ConfigError, match="eval_size"):
         train(cfg, tiny_scenario, eval_size=0)
+
+
+def test_channels_last_is_the_same_network(tiny_scenario):
+    cfg = RunConfig().override(TINY)
+    torch.manual_seed(0)
+    plain, _ = build_model(cfg, tiny_scenario, torch.device("cpu"))
+    torch.manual_seed(0)
+    fast, _ = build_model(cfg.override(["train.channels_last=true"]), tiny_scenario, torch.device("cpu"))
+    conv = next(m for m in fast.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    x = batches_of(tiny_scenario.splits["validation"].x[:64])
+    for a, b in zip(plain(x)[0], fast(x)[0]):
+        assert torch.allclose(a, b, atol=1e-4)
+    result = train(cfg.override(["train.channels_last=true", "train.epochs=1"]), tiny_scenario)
+    assert result.best["acc"]["selection"]["y"] > 60.0
 
 
 def test_callback_can_stop(tiny_scenario):

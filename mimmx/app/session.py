@@ -111,7 +111,8 @@ def configs(req: Request) -> dict[str, RunConfig]:
     # sliders can return 0.7000000000000001: round, so that the hashes match warm-cache's
     sets = [f"method.lam={_round(req.lam)}", f"method.alpha_y={_round(req.alpha_y)}",
             f"method.alpha_z={_round(req.alpha_z)}", f"method.beta_y={_round(req.beta_y)}",
-            f"method.n_b={req.n_b}", f"train.epochs={req.epochs}", "train.eval_every=1"]
+            f"method.n_b={req.n_b}", f"train.epochs={req.epochs}", "train.eval_every=1",
+            "train.channels_last=true"]  # ~1.8x faster on CPU (mimmx.config.TrainConfig)
     if req.r is not None:
         sets.append(f"scenario.r={_round(req.r)}")
     n_train = req.n_train if req.n_train is not None else (400 if tiny() else None)
