@@ -30,6 +30,10 @@ st.markdown(
     "Compare the Inverted curves of both methods, and try more training images."
 )
 
+# seconds between redraws while training: every redraw re-sends the charts and the browser
+# re-renders them, which costs the training CPU on a 2-core machine (bench/bench_app.py)
+PROGRESS_EVERY, RESULTS_EVERY = 2.0, 5.0
+
 HELP = {
     "scenario": "exp1 is the brain-MRI story: y = age young/old (digit < 5 / ≥ 5), z1 = sex "
                 "(thin/thick strokes), z2 = dataset NAKO/UKB (acquisition site: contrast, blur, "
@@ -136,8 +140,9 @@ def figure(key: str, version, build):
     return cache[key][1]
 
 
-def show_progress(job: session.Job, live: bool) -> None:
-    """Status, accuracy curves and losses / γ's: polled every second while training."""
+def show_progress(job: session.Job, live: bool, first: bool = False) -> None:
+    """Status, accuracy curves and losses / γ's: polled while training (every second until the
+    ``first`` accuracy point, then every PROGRESS_EVERY seconds)."""
     s = job.snapshot(keys=("cached", "history", "steps"))
     runs = s["runs"]
     evals = (s["started"], *(len(run["history"]) for run in runs.values()))
@@ -165,8 +170,8 @@ def show_progress(job: session.Job, live: bool) -> None:
     if dyn is not None:
         st.subheader("Losses, loss weights γ and the MI estimate")
         st.plotly_chart(dyn, width="stretch", key="dyn")
-    if live and s["status"] != "running":
-        st.rerun()  # the whole page once more, so that it stops polling
+    if live and (s["status"] != "running" or (first and any(run["history"] for run in runs.values()))):
+        st.rerun()  # the whole page once more: it stops polling, or polls at the slower pace
 
 
 def show_results(job: session.Job) -> None:
@@ -222,8 +227,11 @@ mimmx_tab, ciml_tab = st.tabs(["MIMM-X: remove a shortcut", "CIML: keep compleme
 with mimmx_tab:
     if job is not None:
         live = job.running
-        st.fragment(show_progress, run_every=1.0 if live else None)(job, live)
-        st.fragment(show_results, run_every=2.0 if live else None)(job)
+        # every second until the first accuracy point, so that the first curves show at once
+        first = live and not any(run["history"] for run in job.snapshot(keys=("history",))["runs"].values())
+        st.fragment(show_progress, run_every=(1.0 if first else PROGRESS_EVERY) if live else None)(
+            job, live, first)
+        st.fragment(show_results, run_every=RESULTS_EVERY if live else None)(job)
         waiting = live and job.snapshot(keys=())["scenario"] is None
         st.fragment(show_scenario, run_every=1.0 if waiting else None)(job, waiting)
     else:
