@@ -81,7 +81,7 @@ with st.sidebar:
     scenario = st.selectbox("Scenario", list(EXPERIMENTS), help=HELP["scenario"])
     d = session.default_request(scenario)
     labels = [r.label for r in rows(scenario)]
-    methods = st.multiselect("Methods (trained one after the other, same settings)", labels,
+    methods = st.multiselect("Methods (trained side by side, same settings)", labels,
                              default=list(d.methods), key=f"methods-{scenario}")
     r = None
     if session.takes_r(scenario):
