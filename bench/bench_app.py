@@ -45,8 +45,8 @@ def job_times(prebuilt: bool, full: bool, store: ResultStore) -> dict:
     out, polls = {}, 0
     while job.running:
         # until the first evaluation: the progress chart's snapshot every 20 ms, for timing;
-        # then the page's own cadence (progress every 1 s, everything every 2 s), since a
-        # snapshot deep-copies the shared state under the trainers' lock
+        # then progress every 1 s and everything every 2 s, at least as often as the page
+        # (2 s and 5 s, app.py), since a snapshot deep-copies the shared state under the lock
         s = job.snapshot(keys=("cached", "history", "steps"))
         runs = list(s["runs"].values())
         if "first_step" not in out and any(r["steps"] for r in runs):
