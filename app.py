@@ -165,11 +165,17 @@ def show_progress(job: session.Job, live: bool, first: bool = False) -> None:
                         key="acc")
         with st.expander("The same as a table"):
             st.dataframe(charts.accuracy_frame(runs), hide_index=True, key="acc-table")
-    steps = (*evals, *(len(run["steps"]) for run in runs.values()))
-    dyn = figure("dyn", steps, lambda: charts.dynamics_figure(runs))
-    if dyn is not None:
+    # one figure per method, redrawn when its first steps arrive and then at its evaluations:
+    # redrawing it at every poll cost the browser more CPU than everything else together
+    dyn = {label: figure(f"dyn-{label}", (s["started"], len(run["history"]), bool(run["steps"])),
+                         lambda label=label, run=run: charts.dynamics_figure({label: run}))
+           for label, run in runs.items()}
+    if any(fig is not None for fig in dyn.values()):
         st.subheader("Losses, loss weights γ and the MI estimate")
-        st.plotly_chart(dyn, width="stretch", key="dyn")
+        st.caption("Means over runs of encoder steps, updated at every evaluation.")
+        for col, (label, fig) in zip(st.columns(len(dyn)), dyn.items()):
+            if fig is not None:
+                col.plotly_chart(fig, width="stretch", key=f"dyn-{label}")
     if live and (s["status"] != "running" or (first and any(run["history"] for run in runs.values()))):
         st.rerun()  # the whole page once more: it stops polling, or polls at the slower pace
 

@@ -112,6 +112,23 @@ def test_configs_carry_the_sliders_and_reject_bad_values(monkeypatch):
         session.configs(session.Request("morpho", ("MIMM-X + DLS + CAW",)))
 
 
+def test_dynamics_curves_are_means_of_consecutive_steps():
+    from mimmx.app import charts
+
+    steps = [{"step": i + 1, "epoch": i / 27, "loss": 9.0, "loss_y": float(i), "gamma_y": 1.0}
+             for i in range(270)]
+    history = [{"epoch": 1, "estimate": 0.25}]
+    df = charts.dynamics_frame({"MIMM-X": {"steps": steps, "history": history}}, points=60)
+    loss = df[df["quantity"] == "loss_y"]
+    assert len(loss) == 60 and set(df["quantity"]) == {"loss_y", "gamma_y", "MI estimate"}
+    # equal-sized bins of 4 or 5 consecutive steps: their means, in order, average to the mean
+    assert loss["value"].is_monotonic_increasing and loss["value"].iloc[0] < 3
+    assert abs(loss["value"].mean() - 134.5) < 0.5
+    assert df.loc[df["quantity"] == "MI estimate", "value"].tolist() == [0.25]
+    few = charts.dynamics_frame({"Baseline": {"steps": steps[:7], "history": []}}, points=60)
+    assert few[few["quantity"] == "loss_y"]["value"].tolist() == [float(i) for i in range(7)]
+
+
 def test_help_explains_dls_exponents_and_a_good_result(app):
     helps = {s.label: s.help for s in app.sidebar.slider}
     assert "(L_i / L̄)^α_Z" in helps["α_Z"] and "not a parameter of the Confounder" in helps["α_Z"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
@@ -33,19 +34,30 @@ def accuracy_figure(runs: dict) -> go.Figure:
     return fig
 
 
-def dynamics_frame(runs: dict) -> pd.DataFrame:
-    """Tidy ``method, epoch, panel, quantity, value``: the task losses and γ's of every encoder
-    step (they arrive from the first step on) and the method's dependence estimate at every
-    evaluation."""
-    out = []
+DYNAMICS_POINTS = 60  # points per loss / γ curve: means of consecutive encoder steps
+
+
+def dynamics_frame(runs: dict, points: int = DYNAMICS_POINTS) -> pd.DataFrame:
+    """Tidy ``method, epoch, panel, quantity, value``: the task losses and γ's of the encoder
+    steps (they arrive from the first step on), as the means of at most ``points`` runs of
+    consecutive steps (smoother to read and far lighter to draw than every step), and the
+    method's dependence estimate at every evaluation."""
+    frames = []
     for label, run in runs.items():
-        for ev in run["steps"]:
-            out += [{"method": label, "epoch": ev["epoch"], "panel": _panel(k), "quantity": k, "value": v}
-                    for k, v in ev.items() if _panel(k)]
-        out += [{"method": label, "epoch": ev["epoch"], "panel": "weights", "quantity": "MI estimate",
-                 "value": ev["estimate"]}
-                for ev in run["history"] if ev.get("estimate") is not None]
-    return pd.DataFrame(out, columns=["method", "epoch", "panel", "quantity", "value"])
+        steps = pd.DataFrame(run["steps"])
+        keys = [k for k in steps.columns if _panel(k)]
+        if keys:
+            bins = np.arange(len(steps)) * min(points, len(steps)) // len(steps)
+            means = steps[["epoch", *keys]].groupby(bins).mean()
+            long = means.melt(id_vars="epoch", var_name="quantity", value_name="value").dropna()
+            frames.append(long.assign(method=label, panel=long["quantity"].map(_panel)))
+        estimates = [{"epoch": ev["epoch"], "value": ev["estimate"]}
+                     for ev in run["history"] if ev.get("estimate") is not None]
+        if estimates:
+            frames.append(pd.DataFrame(estimates).assign(method=label, panel="weights",
+                                                         quantity="MI estimate"))
+    columns = ["method", "epoch", "panel", "quantity", "value"]
+    return pd.concat(frames)[columns].reset_index(drop=True) if frames else pd.DataFrame(columns=columns)
 
 
 def _panel(key: str) -> str | None:
@@ -57,8 +69,9 @@ def _panel(key: str) -> str | None:
 
 
 def dynamics_figure(runs: dict) -> go.Figure | None:
-    """Top row: the cross-entropy of every head per encoder step; bottom row: the DLS weights γ
-    (1 without DLS) and the MI estimate; one column per method."""
+    """Top row: the cross-entropy of every head over the encoder steps; bottom row: the DLS
+    weights γ (1 without DLS) and the MI estimate; one column per method (the page draws one
+    method per figure, so that a run's chart is redrawn only at its own evaluations)."""
     df = dynamics_frame(runs)
     if df.empty:
         return None
