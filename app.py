@@ -192,12 +192,11 @@ def show_results(job: session.Job) -> None:
                    "confounder-free f_y separates by y only.")
         for label, (records, note) in embedded.items():
             how = records[0]["method"] if records else None
-            figs = figure(f"emb-{label}", (s["started"], note, how, bool(info)),
-                          lambda records=records, note=note: charts.embedding_figures(records, info, note))
-            if figs:
+            fig = figure(f"emb-{label}", (s["started"], note, how, bool(info)),
+                         lambda records=records, note=note: charts.embedding_figure(records, info, note))
+            if fig is not None:
                 st.markdown(f"**{label}**")
-                for col, (part, fig) in zip(st.columns(len(figs)), figs.items()):
-                    col.plotly_chart(fig, width="stretch", key=f"emb-{label}-{part}")
+                st.plotly_chart(fig, width="stretch", key=f"emb-{label}")
 
     table = charts.final_table(runs)
     if not table.empty:

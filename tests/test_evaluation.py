@@ -16,6 +16,7 @@ from mimmx.evaluation import (
     chance_level,
     embed,
     embedding_figure,
+    embedding_panels,
     embeddings_frame,
     head_accuracy_table,
     heads_to_tidy,
@@ -270,6 +271,22 @@ def test_embedding_figure_one_trace_per_label_value():
     assert [b.label for b in buttons] == ["colour by y", "colour by z1"]
     assert buttons[1].args[0]["visible"] == [False, False, True, True, True]
     assert fig.layout.title.text == "f_y (PCA)"
+
+
+def test_embedding_panels_share_legend_and_buttons_across_parts():
+    rng = np.random.default_rng(1)
+    parts = {"f_y": rng.normal(size=(40, 2)), "f_z1": rng.normal(size=(40, 2))}
+    y, z1 = rng.integers(0, 2, 40), rng.integers(0, 2, 40)
+    fig = embedding_panels(parts, {"y": y, "z1": z1}, "PCA")
+    # per label value, one trace in each panel; only the first panel's enter the legend
+    assert [t.legendgroup for t in fig.data] == ["y=0", "y=0", "y=1", "y=1", "z1=0", "z1=0", "z1=1", "z1=1"]
+    assert [t.showlegend for t in fig.data] == [True, False] * 4
+    assert [t.xaxis for t in fig.data[:2]] == ["x", "x2"]
+    assert np.array_equal(fig.data[1].x, parts["f_z1"][y == 0, 0])
+    assert fig.layout.updatemenus[0].buttons[1].args[0]["visible"] == [False] * 4 + [True] * 4
+    assert [a.text for a in fig.layout.annotations] == ["f_y", "f_z1"]
+    with pytest.raises(ValueError, match="must have shape"):
+        embedding_panels({"f_y": parts["f_y"], "f_z1": parts["f_z1"][:30]}, {"y": y})
 
 
 def test_embeddings_frame_subsamples_the_same_points_for_every_part():

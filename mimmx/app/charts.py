@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from mimmx.evaluation import embedding_figure
+from mimmx.evaluation import embedding_panels
 
 SPLIT_NAMES = {"validation": "Validation", "inverted": "Inverted", "balanced": "Balanced"}
 
@@ -117,12 +117,12 @@ def contingency_table(info: dict, split: str) -> pd.DataFrame:
     return df.pivot_table(index="y", columns=["factor", "z"], values="count", sort=False)
 
 
-def embedding_figures(records: list[dict] | None, info: dict | None, note: str = "") -> dict:
-    """Part -> scatter of its 2-D embedding (records of ``session.embedding_records``),
-    coloured by y and by each z (buttons switch)."""
+def embedding_figure(records: list[dict] | None, info: dict | None, note: str = "") -> go.Figure | None:
+    """One figure of a run's 2-D embeddings (records of ``session.embedding_records``), a panel
+    per feature part, coloured by y or by each z (the buttons switch all panels); None if none."""
     df = pd.DataFrame(records or [])
     if df.empty:
-        return {}
+        return None
     how = df["method"].iloc[0] if "method" in df.columns else "PCA"
     labels = [c for c in df.columns if c == "y" or (c.startswith("z") and c[1:].isdigit())]
     names = {}
@@ -130,12 +130,12 @@ def embedding_figures(records: list[dict] | None, info: dict | None, note: str =
         names["y"] = dict(enumerate(info["y_names"]))
         for i, f in enumerate(info["factors"]):
             names[f"z{i + 1}"] = dict(enumerate(f["values"]))
-    figs = {}
-    for part, d in df.groupby("part", sort=False):
-        figs[part] = embedding_figure(d[["dim1", "dim2"]].to_numpy(), {k: d[k].to_numpy() for k in labels},
-                                      title=f"{part} ({how}{note})", names=names)
-        figs[part].update_layout(height=360)
-    return figs
+    parts = dict(tuple(df.groupby("part", sort=False)))
+    first = next(iter(parts.values()))  # every part embeds the same points, in the same order
+    fig = embedding_panels({part: d[["dim1", "dim2"]].to_numpy() for part, d in parts.items()},
+                           {k: first[k].to_numpy() for k in labels}, title=f"{how}{note}", names=names)
+    fig.update_layout(height=380)
+    return fig
 
 
 def run_embeddings(run: dict) -> tuple[list[dict] | None, str]:

@@ -10,6 +10,7 @@ rebuilds one from its folder (``load_run``).
 from mimmx.evaluation.embeddings import (
     embed,
     embedding_figure,
+    embedding_panels,
     embeddings_frame,
     subsample,
     warm_up_umap,
@@ -34,7 +35,7 @@ from mimmx.evaluation.tables import (
 )
 
 __all__ = [
-    "Report", "accuracy", "accuracy_table", "chance_level", "embed", "embedding_figure",
+    "Report", "accuracy", "accuracy_table", "chance_level", "embed", "embedding_figure", "embedding_panels",
     "embeddings_frame", "evaluate_result", "head_accuracy_table", "heads_to_tidy",
     "leakage_score", "load_run", "matrix_to_tidy", "mean_std", "posthoc_mi", "probe_matrix",
     "probe_table", "split_halves", "subsample", "summarise", "to_markdown", "warm_up_umap",

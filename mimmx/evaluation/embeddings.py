@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
+from plotly.subplots import make_subplots
 
 from mimmx.evaluation.probes import as_numpy
 
@@ -157,48 +158,67 @@ def embedding_figure(coords, colour_by: Mapping[str, object], title: str = "",
     the plot switch which label colours the points (the first label is shown first), and the
     legend title names it. ``names[label][value]`` gives readable legend entries (for
     example ``{"z1": {0: "thin", 1: "thick"}}``). Hovering a point shows all its labels."""
-    coords = as_numpy(coords, "coords", ndim=2)
-    if coords.shape[1] != 2:
-        raise ValueError(f"coords must have shape (n, 2), got {coords.shape}")
+    return embedding_panels({"": coords}, colour_by, title, names)
+
+
+def embedding_panels(parts: Mapping[str, object], colour_by: Mapping[str, object], title: str = "",
+                     names: Mapping[str, Mapping[object, str]] | None = None) -> go.Figure:
+    """:func:`embedding_figure` for several feature parts of the same n points, side by side in
+    one figure (``parts``: panel title -> (n, 2) coords): the buttons recolour every panel at
+    once and the legend is shared. One figure instead of one per part is much lighter for a
+    browser to redraw (the app redraws its live embeddings at every evaluation)."""
+    if not parts:
+        raise ValueError("embedding_panels needs at least one part")
+    coords = {p: as_numpy(c, f"coords {p!r}" if p else "coords", ndim=2) for p, c in parts.items()}
+    n = next(iter(coords.values())).shape[0]
+    for p, c in coords.items():
+        if c.shape != (n, 2):
+            raise ValueError(f"coords{f' of {p!r}' if p else ''} must have shape ({n}, 2), got {c.shape}")
     if not colour_by:
         raise ValueError("colour_by needs at least one label to colour the points by")
     labels = {lab: as_numpy(y, f"labels {lab!r}", ndim=1) for lab, y in colour_by.items()}
     for lab, y in labels.items():
-        if y.shape[0] != coords.shape[0]:
-            raise ValueError(f"label {lab!r} has {y.shape[0]} values for {coords.shape[0]} points")
+        if y.shape[0] != n:
+            raise ValueError(f"label {lab!r} has {y.shape[0]} values for {n} points")
     names = names or {}
     # all labels of each point, for the hover box
-    hover = np.full(coords.shape[0], "", dtype=object)
+    hover = np.full(n, "", dtype=object)
     for i, (lab, y) in enumerate(labels.items()):
         hover = hover + (", " if i else "") + f"{lab}=" + y.astype(str).astype(object)
-    scatter = go.Scattergl if coords.shape[0] > 5000 else go.Scatter  # WebGL only when large
+    scatter = go.Scattergl if n > 5000 else go.Scatter  # WebGL only when large
 
-    fig = go.Figure()
+    titled = any(coords)
+    fig = make_subplots(rows=1, cols=len(coords), subplot_titles=list(coords) if titled else None,
+                        horizontal_spacing=0.06)
     owner = []  # label that each trace belongs to
     for i, (lab, y) in enumerate(labels.items()):
         values = np.unique(y)
         for value, colour in zip(values, _palette(len(values)), strict=True):
             mask = y == value
-            fig.add_trace(scatter(
-                x=coords[mask, 0], y=coords[mask, 1], mode="markers",
-                name=str(names.get(lab, {}).get(value, value)),
-                legendgroup=f"{lab}={value}", visible=i == 0,
-                marker={"color": colour, "size": 5, "opacity": 0.7},
-                text=hover[mask], hovertemplate="%{text}<extra></extra>",
-            ))
-            owner.append(lab)
+            for col, xy in enumerate(coords.values(), start=1):
+                fig.add_trace(scatter(
+                    x=xy[mask, 0], y=xy[mask, 1], mode="markers",
+                    name=str(names.get(lab, {}).get(value, value)),
+                    legendgroup=f"{lab}={value}", showlegend=col == 1, visible=i == 0,
+                    marker={"color": colour, "size": 5, "opacity": 0.7},
+                    text=hover[mask], hovertemplate="%{text}<extra></extra>",
+                ), row=1, col=col)
+                owner.append(lab)
     buttons = [
         {"label": f"colour by {lab}", "method": "update",
          "args": [{"visible": [o == lab for o in owner]}, {"legend.title.text": lab}]}
         for lab in labels
     ]
     first = next(iter(labels))
+    fig.update_xaxes(title="dim 1")
+    fig.update_yaxes(title="dim 2", col=1)
     fig.update_layout(
         title=title, legend={"title": {"text": first}, "itemsizing": "constant"},
-        updatemenus=[{"type": "buttons", "direction": "right", "buttons": buttons,
-                      "x": 0, "xanchor": "left", "y": 1.12, "yanchor": "top"}]
+        # above the plot: on the left under the title, or on the right above the panel titles
+        updatemenus=[{"type": "buttons", "direction": "right", "buttons": buttons, "yanchor": "bottom",
+                      **({"x": 1, "xanchor": "right", "y": 1.16} if titled else
+                         {"x": 0, "xanchor": "left", "y": 1.02})}]
         if len(labels) > 1 else [],
-        xaxis={"title": "dim 1"}, yaxis={"title": "dim 2"},
-        template="plotly_white", margin={"t": 80},
+        template="plotly_white", margin={"t": 100 if titled else 80},
     )
     return fig
