@@ -80,12 +80,23 @@ class RunResult:
     @torch.no_grad()
     def features(self, split: str, batch_size: int = EVAL_BATCH) -> dict[str, torch.Tensor]:
         """Frozen features and labels of a split: {"f_y", "f_z1", ..., "y", "z1", ..., "pred_y", ...}."""
-        return _forward_split(self.model, self.scenario.splits[split], batch_size)
+        return split_features(self.model, self.scenario.splits[split], batch_size)
 
 
 @torch.no_grad()
-def _forward_split(model: MIMMNet, split, batch_size: int = EVAL_BATCH) -> dict[str, torch.Tensor]:
+def split_features(model: MIMMNet, split, batch_size: int = EVAL_BATCH) -> dict[str, torch.Tensor]:
+    """Every feature part, every head's prediction and every label of ``split``, on the CPU
+    (``{"f_y", "f_z1", …, "pred_y", …, "y", "z1", …}``), computed in eval mode in batches of
+    ``batch_size``; the model's mode is restored afterwards (training can go on)."""
+    was_training = model.training
     model.eval()
+    try:
+        return _forward(model, split, batch_size)
+    finally:
+        model.train(was_training)
+
+
+def _forward(model: MIMMNet, split, batch_size: int) -> dict[str, torch.Tensor]:
     device = next(model.parameters()).device
     parts, preds = None, None
     for start in range(0, len(split), batch_size):
@@ -110,7 +121,7 @@ def evaluate(model: MIMMNet, method: Method, scenario: Scenario, splits=EVAL_SPL
     selection split (when it has one)."""
     acc, estimate = {}, None
     for s in splits:
-        out = _forward_split(model, scenario.splits[s])
+        out = split_features(model, scenario.splits[s])
         names = ["y", *[f"z{i + 1}" for i in range(len(scenario.spec.factors))]]
         acc[s] = {n: 100.0 * float((out[f"pred_{n}"] == out[n]).float().mean()) for n in names}
         if s == "selection" and hasattr(method, "estimate"):
@@ -123,7 +134,6 @@ def evaluate(model: MIMMNet, method: Method, scenario: Scenario, splits=EVAL_SPL
                 estimate = method.estimate(parts, z, y)
             finally:
                 method.train()
-    model.train()
     return {"acc": acc, "estimate": estimate}
 
 
@@ -140,7 +150,7 @@ def eval_subsets(scenario: Scenario, size: int | None, seed: int) -> Scenario:
         s = splits[name]
         if len(s) > size:
             keep = torch.randperm(len(s), generator=gen)[:size].sort().values
-            splits[name] = dataclasses.replace(s, x=s.x[keep], y=s.y[keep], z=s.z[keep], index=s.index[keep])
+            splits[name] = s.take(keep)
     return dataclasses.replace(scenario, splits=splits)
 
 

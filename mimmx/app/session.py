@@ -43,7 +43,7 @@ from mimmx.models.network import MIMMNet
 from mimmx.results import FORMAT, ResultStore
 from mimmx.runinfo import environment
 from mimmx.scenarios import get_spec
-from mimmx.trainer import batches_of, build_model, build_scenario, train
+from mimmx.trainer import build_model, build_scenario, split_features, train
 
 TINY_ENV_VAR = "MIMMX_APP_TINY"  # "1": ~400 training images, 2 epochs (tests, quick demos)
 STORE_ENV_VAR = "MIMMX_APP_RESULTS"  # results store folder (default: mimmx's own)
@@ -375,20 +375,12 @@ class Job:
                 return
 
 
-@torch.no_grad()
 def live_features(model: MIMMNet, split, idx: torch.Tensor) -> tuple[dict, dict]:
     """({"f_y", "f_z1", …}: (n, d) arrays, {"y", "z1", …}: (n,) arrays) of ``split[idx]``,
     computed in eval mode (the model's mode is restored: training goes on unchanged)."""
-    was_training = model.training
-    model.eval()
-    try:
-        device = next(model.parameters()).device
-        parts, _ = model(batches_of(split.x[idx].to(device)))
-    finally:
-        model.train(was_training)
+    out = split_features(model, split.take(idx))
     names = ["y", *[f"z{i + 1}" for i in range(split.z.shape[1])]]
-    labels = {"y": split.y[idx].numpy(), **{n: split.z[idx, i].numpy() for i, n in enumerate(names[1:])}}
-    return {f"f_{n}": p.float().cpu().numpy() for n, p in zip(names, parts)}, labels
+    return {f"f_{n}": out[f"f_{n}"].float().numpy() for n in names}, {n: out[n].numpy() for n in names}
 
 
 def _records(frame, method: str) -> list[dict]:

@@ -83,6 +83,10 @@ class SplitData:
     def to(self, device) -> SplitData:
         return SplitData(self.x.to(device), self.y.to(device), self.z.to(device), self.index, self.source)
 
+    def take(self, idx: torch.Tensor) -> SplitData:
+        """The images ``idx`` of this split (a subset, in that order)."""
+        return SplitData(self.x[idx], self.y[idx], self.z[idx], self.index[idx], self.source)
+
 
 @dataclass
 class Scenario:
