@@ -2,8 +2,8 @@
 
 Two tabs. **MIMM-X**: pick a scenario and methods in the sidebar, set MIMM-X's knobs, press
 Train: the runs train in a background thread (``mimmx.app.session``) and the page redraws from
-their shared state every second (``mimmx.app.charts``): losses and γ's from the first step,
-accuracies and embeddings of f_y and f_z at every evaluation. Finished configurations come
+their shared state every few seconds (``mimmx.app.charts``): losses and γ's from the first
+steps, accuracies and embeddings of f_y and f_z at every evaluation. Finished configurations come
 from the results store at once (``python -m mimmx warm-cache`` fills it for a class).
 **CIML** (``mimmx.app.ciml_page``): the other side of mutual information, on phantoms.
 """
@@ -30,8 +30,10 @@ st.markdown(
     "Compare the Inverted curves of both methods, and try more training images."
 )
 
-# seconds between redraws while training: every redraw re-sends the charts and the browser
-# re-renders them, which costs the training CPU on a 2-core machine (bench/bench_app.py)
+# seconds between redraws while training. A redraw re-sends every chart of its fragment; the
+# browser draws anew each one whose figure changed (Streamlit keys a chart by its figure), on
+# the CPU the training needs on a 2-core machine: so figures change only when their data does
+# (at evaluations) and the page carries few of them (bench/bench_app.py)
 PROGRESS_EVERY, RESULTS_EVERY = 2.0, 5.0
 
 HELP = {

@@ -28,6 +28,8 @@ import os
 import tempfile
 import time
 
+import psutil
+
 from mimmx.app import browser, session
 from mimmx.device import describe_device
 from mimmx.results import ResultStore
@@ -68,6 +70,19 @@ def job_times(prebuilt: bool, full: bool, store: ResultStore) -> dict:
     return out
 
 
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far by this process's children: the streamlit server (the page
+    and the training) and the browser (chromedriver, chromium)."""
+    out = {"server": 0.0, "browser": 0.0}
+    for p in psutil.Process().children(recursive=True):
+        try:
+            t = p.cpu_times()
+            out["server" if "streamlit" in " ".join(p.cmdline()) else "browser"] += t.user + t.system
+        except psutil.Error:  # ended meanwhile
+            pass
+    return out
+
+
 def browser_times(results: str, read: float) -> dict:
     env = {"MIMMX_APP_RESULTS": results, "MIMMX_APP_TINY": "0"}
     out = {}
@@ -78,7 +93,7 @@ def browser_times(results: str, read: float) -> dict:
         out["page_drawn"] = time.perf_counter() - t0
         time.sleep(read)
         browser.sidebar_button(driver, "Train").click()
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), cpu_seconds()
 
         def live_chart() -> bool:
             names = {n for t in browser.plot_traces(driver) for n in t}
@@ -91,6 +106,7 @@ def browser_times(results: str, read: float) -> dict:
         browser.wait_until(lambda: "Final results" in (text := browser.page_text(driver))
                            and "Running:" not in text, 300, 2.0)  # reading the page costs CPU
         out["total"] = time.perf_counter() - t0
+        out["cpu"] = {k: v - cpu0[k] for k, v in cpu_seconds().items()}
     return out
 
 
@@ -118,7 +134,8 @@ def main() -> None:
             print(f"browser: page drawn {b['page_drawn']:.1f} s after opening, Train pressed "
                   f"{args.read:g} s later; after Train: first "
                   f"chart {b['first_chart']:.2f} s, first accuracy point {b['first_accuracy']:.2f} s, "
-                  f"whole run {b['total']:.1f} s")
+                  f"whole run {b['total']:.1f} s; CPU seconds meanwhile: streamlit server (page "
+                  f"and training) {b['cpu']['server']:.0f}, browser {b['cpu']['browser']:.0f}")
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 
