@@ -195,7 +195,7 @@ def show_results(job: session.Job) -> None:
         for label, (records, note) in embedded.items():
             how = records[0]["method"] if records else None
             fig = figure(f"emb-{label}", (s["started"], note, how, bool(info)),
-                         lambda records=records, note=note: charts.embedding_figure(records, info, note))
+                         lambda records=records, note=note: charts.run_embedding_figure(records, info, note))
             if fig is not None:
                 st.markdown(f"**{label}**")
                 st.plotly_chart(fig, width="stretch", key=f"emb-{label}")

@@ -77,7 +77,7 @@ def cpu_seconds() -> dict[str, float]:
     for p in psutil.Process().children(recursive=True):
         try:
             t = p.cpu_times()
-            out["server" if "streamlit" in " ".join(p.cmdline()) else "browser"] += t.user + t.system
+            out["browser" if "chrom" in p.name() else "server"] += t.user + t.system
         except psutil.Error:  # ended meanwhile
             pass
     return out

@@ -117,7 +117,7 @@ def contingency_table(info: dict, split: str) -> pd.DataFrame:
     return df.pivot_table(index="y", columns=["factor", "z"], values="count", sort=False)
 
 
-def embedding_figure(records: list[dict] | None, info: dict | None, note: str = "") -> go.Figure | None:
+def run_embedding_figure(records: list[dict] | None, info: dict | None, note: str = "") -> go.Figure | None:
     """One figure of a run's 2-D embeddings (records of ``session.embedding_records``), a panel
     per feature part, coloured by y or by each z (the buttons switch all panels); None if none."""
     df = pd.DataFrame(records or [])
