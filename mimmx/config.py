@@ -62,6 +62,8 @@ class EstimatorConfig:
     ema_rate: float = 0.01
     lr: float = 1e-3  # estimator optimiser learning rate
     per_factor: bool = False  # one estimator per factor instead of one on the joint f_z
+    # per factor: the penalty is the "sum" of the factors' estimates or their "mean" (λ / N each)
+    reduce: str = "sum"
     conditional: bool = False  # MINE: estimate I(f_y; f_z | y), marginal pairs within a class
     # estimate on cell-balanced batches (every (y, z_1..z_N) cell equally likely), where y and z are
     # independent, so that a causal f_y has zero MI and only the shortcut is penalised

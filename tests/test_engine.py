@@ -216,3 +216,23 @@ def test_estimator_batches_bank_runs_no_extra_encoder_pass(tiny_scenario, monkey
     with pytest.raises(Exception, match="per_step"):
         train(RunConfig().override(TINY + ["method.name=mimmx", "method.estimator_batches=bank",
                                            "method.alternation=per_batch"]), tiny_scenario)
+
+
+@pytest.mark.parametrize("caw", [False, True])
+def test_per_factor_mean_is_the_sum_over_n(caw):
+    """``estimator.reduce=mean``: the per-factor penalty is the summed one divided by N."""
+    dims = Dims(4, (3, 3), 2, (2, 2))
+    base = TINY + ["method.name=mimmx", f"method.caw={str(caw).lower()}", "method.estimator.per_factor=true"]
+    torch.manual_seed(0)
+    parts = [torch.randn(32, 4), torch.randn(32, 3), torch.randn(32, 3)]
+    y, z = torch.randint(0, 2, (32,)), torch.randint(0, 2, (32, 2))
+    pens = {}
+    for reduce in ("sum", "mean"):
+        torch.manual_seed(1)
+        method = build_method(RunConfig().override(base + [f"method.estimator.reduce={reduce}"]).method, dims, 1)
+        torch.manual_seed(2)
+        pens[reduce], logs = method.penalty(parts, y, z)
+        assert {"mi_z1", "mi_z2"} <= set(logs)
+    assert pens["mean"].item() == pytest.approx(pens["sum"].item() / 2, rel=1e-5)
+    with pytest.raises(ConfigError, match="'sum' or 'mean'"):
+        build_method(RunConfig().override(base + ["method.estimator.reduce=max"]).method, dims, 1)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from mimmx.errors import ConfigError
 from mimmx.methods.base import Dims, Method, cell_balancing_weights, register
 from mimmx.models.caw import CAW, CAWEstimator
 from mimmx.models.estimators import DependenceEstimator, build_estimator
@@ -52,7 +53,8 @@ class DependencePenalty(Method):
     sees the CAW-weighted f̃_z and the CAW scorer trains with the critic (``CAWEstimator``).
     Per factor (``estimator.per_factor``): D = Σ_i D_i(f_y, f_zi), one estimator each; with CAW
     on, D = Σ_i N·w_i·D_i with w = softmax(D / τ), a soft maximum over the factors' leakage
-    (``CAW.combine``). See ``mimmx.models.caw`` for the reconstruction and its rationale.
+    (``CAW.combine``). ``estimator.reduce = "mean"`` divides either by N (λ / N per factor).
+    See ``mimmx.models.caw`` for the reconstruction and its rationale.
     """
 
     estimator_name: str | None = None  # None: method.estimator.name
@@ -75,6 +77,9 @@ class DependencePenalty(Method):
 
         caw = self.use_caw and len(self.factors) > 1
         self.per_factor = e.per_factor and len(self.factors) > 1
+        if e.reduce not in ("sum", "mean"):
+            raise ConfigError(f"method.estimator.reduce must be 'sum' or 'mean', got {e.reduce!r}")
+        self.scale = 1.0 / len(self.factors) if self.per_factor and e.reduce == "mean" else 1.0
         self.attention = None
         if self.per_factor:
             self.estimators = nn.ModuleList([make(d, [i]) for i, d in zip(self.factors, z_dims)])
@@ -86,7 +91,8 @@ class DependencePenalty(Method):
     def settings(self) -> dict:
         e = self.cfg.estimator
         return {**super().settings(), "estimator": type(self.estimators[0]).__name__,
-                "factors": self.factors, "per_factor": self.per_factor, "lam": self.cfg.lam,
+                "factors": self.factors, "per_factor": self.per_factor, "scale": self.scale,
+                "lam": self.cfg.lam,
                 "estimator_options": {"width": e.width, "marginals": e.marginals, "gradient": e.gradient}}
 
     def penalty_sample_weights(self, y: Tensor, z: Tensor) -> Tensor | None:
@@ -106,10 +112,10 @@ class DependencePenalty(Method):
                                  for k, (est, f_z) in enumerate(zip(self.estimators, f_zs))])
             logs = {f"mi_z{i + 1}": float(t) for i, t in zip(self.factors, terms.detach())}
             if self.attention is None:
-                return terms.sum(), logs
+                return self.scale * terms.sum(), logs
             w = self.attention.weights(f_zs, scores=terms.detach())
             logs.update({f"caw_z{i + 1}": float(v) for i, v in zip(self.factors, w)})
-            return self.attention.combine(terms), logs
+            return self.scale * self.attention.combine(terms), logs
         est = self.estimators[0]
         pen = est.penalty(f_y, torch.cat(f_zs, 1), zs, y)
         w = getattr(est, "last_weights", None)
