@@ -42,7 +42,7 @@ def job(args: tuple) -> dict:
     labels = {f"z{i + 1}": feats[f"z{i + 1}"] for i in range(n_z)}
     m = probe_matrix({"f_y": feats["f_y"]}, labels, probe="logreg", seed=seed)
     acc = result.best["acc"]
-    return {"variant": name, "seed": seed, "val": acc["validation"]["y"], "inv": acc["inverted"]["y"],
+    return {"experiment": experiment, "variant": name, "seed": seed, "val": acc["validation"]["y"], "inv": acc["inverted"]["y"],
             "bal": acc["balanced"]["y"], "sel": acc["selection"]["y"], "epoch": result.best["epoch"],
             **{f"probe_z{i + 1}": float(m.loc["f_y", f"z{i + 1}"]) for i in range(n_z)},
             "z_acc": [acc["validation"][f"z{i + 1}"] for i in range(n_z)],

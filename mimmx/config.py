@@ -8,6 +8,7 @@ build the same object; ``--set key=value`` overrides use the dotted field names
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import types
@@ -27,6 +28,7 @@ class ScenarioConfig:
 
     name: str = "exp1"
     r: float | None = None  # override every factor's correlation strength P(z = y)
+    y_noise: float | None = None  # override P(recorded y ≠ the image's class group)
     n_train: int | None = None  # None: the scenario's default sizes
     n_selection: int | None = None
     n_test: int | None = None
@@ -114,7 +116,9 @@ class TrainConfig:
 
 # keys added after results were stored: left out of the hash while they hold this value, so
 # that configurations stored before they existed keep their keys
-_HASH_NEUTRAL = {("train", "channels_last"): False}
+# keys added after results were stored: left out of the hash while at their neutral value
+_HASH_NEUTRAL = {("train", "channels_last"): False, ("method", "estimator", "reduce"): "sum",
+                 ("scenario", "y_noise"): None}
 
 
 @dataclass
@@ -172,9 +176,10 @@ class RunConfig:
     def hash(self) -> str:
         """Stable short hash of the whole configuration (seed included): the results-cache key."""
         d = self.to_dict()
-        for (section, key), neutral in _HASH_NEUTRAL.items():
-            if d[section][key] == neutral:
-                del d[section][key]
+        for (*sections, key), neutral in _HASH_NEUTRAL.items():
+            section = functools.reduce(dict.__getitem__, sections, d)
+            if section[key] == neutral:
+                del section[key]
         blob = json.dumps(d, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

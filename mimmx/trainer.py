@@ -48,10 +48,12 @@ EVAL_BATCH = 256
 
 
 def build_scenario(cfg: RunConfig) -> Scenario:
-    """The scenario of a config; ``scenario.r`` replaces every factor's correlation strength."""
+    """The scenario of a config; ``scenario.r`` replaces every factor's correlation strength,
+    ``scenario.y_noise`` the spec's label noise."""
     s = cfg.scenario
     spec = get_spec(s.name)
-    overrides = {k: getattr(s, k) for k in ("n_train", "n_selection", "n_test") if getattr(s, k) is not None}
+    overrides = {k: getattr(s, k) for k in ("n_train", "n_selection", "n_test", "y_noise")
+                 if getattr(s, k) is not None}
     if s.r is not None:
         if any(f.r is None for f in spec.factors):
             raise ConfigError(f"scenario.r: scenario {s.name!r} gives its factors as tables, not r; "

@@ -55,7 +55,9 @@ def test_missing_file(tmp_path):
 def test_keys_added_later_keep_old_hashes_at_their_neutral_value():
     cfg = RunConfig()
     legacy = cfg.to_dict()
-    del legacy["train"]["channels_last"]  # a configuration stored before the key existed
+    # a configuration stored before these keys existed
+    del legacy["train"]["channels_last"], legacy["method"]["estimator"]["reduce"], legacy["scenario"]["y_noise"]
     old = hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()[:16]
     assert cfg.hash() == old
-    assert cfg.override(["train.channels_last=true"]).hash() != old
+    for change in ("train.channels_last=true", "method.estimator.reduce=mean", "scenario.y_noise=0.1"):
+        assert cfg.override([change]).hash() != old, change

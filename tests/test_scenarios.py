@@ -199,3 +199,23 @@ def test_sample_grid_shows_each_cell(exp2):
     assert "(" + str(int(((exp2.splits["train"].y == 0) & (exp2.splits["train"].z[:, 0] == 0)).sum())) + ")" in labels[0]
     fig = sample_figure(exp2, "train", factor=1, per_cell=3)
     assert len(fig.data) == 4
+
+
+def test_label_noise_flips_y_at_its_rate_and_keeps_the_tables(real_data):
+    from mimmx import data
+
+    noisy = build_named("exp2", seed=3, y_noise=0.2, **SMALL)
+    groups = SCENARIOS["exp2"].y_groups
+    flipped = []
+    for name, s in noisy.splits.items():
+        labels = data.load("fashion-mnist", s.source).labels[s.index]
+        group = torch.tensor([0 if int(c) in groups[0] else 1 for c in labels])
+        flipped.append(s.y != group)
+        # the factors follow the recorded y, exactly as without noise
+        assert _ratio(s, 0, 0, 0) + _ratio(s, 0, 1, 1) == pytest.approx(
+            {"inverted": 0.1, "balanced": 0.5}.get(name, 0.9), abs=2e-3)
+    assert float(torch.cat(flipped).float().mean()) == pytest.approx(0.2, abs=0.02)  # 3,600 labels
+    again = build_named("exp2", seed=3, y_noise=0.2, **SMALL)
+    assert torch.equal(again.splits["train"].y, noisy.splits["train"].y)
+    with pytest.raises(InfeasibleScenarioError, match=r"y_noise = 0.5 must be in \[0, 0.5\)"):
+        build_named("exp2", seed=3, y_noise=0.5, **SMALL)

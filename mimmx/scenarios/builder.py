@@ -6,6 +6,8 @@ For every split the joint distribution is P(y) · Π_i P_s(z_i | y), with
     inverted:                            P_s(z_i | y) = (1 − P(z_i | y)) / (K_i − 1)
                                          (binary: P(1 − z_i | y), every association flipped)
     balanced:                            P_s(z_i | y) = 1 / K_i
+With ``y_noise`` = ε the recorded y of an image is its class group with probability 1 − ε
+(the same labels in every split), so no classifier of the image alone exceeds 1 − ε.
 The counts of every cell (y, z_1..z_N) are n · P rounded by largest remainder, so the
 contingency tables are exact, not sampled. ``train`` and ``selection`` (the confounded split
 for model selection) come from the official train split; ``validation``, ``inverted`` and
@@ -63,6 +65,9 @@ class ScenarioSpec:
     y_groups: tuple[tuple[int, ...], ...] | None = None  # y = index of the group holding the class
     y_names: tuple[str, ...] | None = None
     p_y: tuple[float, ...] | None = None  # default: uniform (or the tables' row sums)
+    # P(recorded y ≠ the image's class group): the image determines y only up to this rate, as
+    # age is only partly readable from a brain MRI; a shortcut then pays at any training size
+    y_noise: float = 0.0
     n_train: int = 20000
     n_selection: int = 2000
     n_test: int = 3000  # per test set
@@ -208,6 +213,13 @@ def _labels_y(spec: ScenarioSpec, labels: torch.Tensor) -> tuple[torch.Tensor, i
     return lut[labels], len(spec.y_groups)
 
 
+def _noisy_labels(y: torch.Tensor, n_y: int, rate: float, gen: torch.Generator) -> torch.Tensor:
+    """Each used label (y ≥ 0) replaced with probability ``rate`` by another class, uniformly."""
+    flip = (torch.rand(len(y), generator=gen) < rate) & (y >= 0)
+    shift = torch.randint(1, n_y, (len(y),), generator=gen)
+    return torch.where(flip, (y + shift) % n_y, y)
+
+
 def build(spec: ScenarioSpec, seed: int = 0, root=None, base: dict | None = None,
           attributes: dict[str, dict[str, torch.Tensor]] | None = None) -> Scenario:
     """Build every split of ``spec`` deterministically from ``seed``.
@@ -226,6 +238,12 @@ def build(spec: ScenarioSpec, seed: int = 0, root=None, base: dict | None = None
     y_all = {}
     for s in base:
         y_all[s], n_y = _labels_y(spec, base[s].labels)
+    if not 0.0 <= spec.y_noise < (n_y - 1) / n_y:
+        raise InfeasibleScenarioError(f"scenario {spec.name!r}: y_noise = {spec.y_noise} must be in "
+                                      f"[0, {(n_y - 1) / n_y:g}) (at {(n_y - 1) / n_y:g} y is pure noise)")
+    if spec.y_noise > 0:
+        y_all = {s: _noisy_labels(y, n_y, spec.y_noise, _generator(seed, spec.name, "y_noise", s))
+                 for s, y in y_all.items()}
     p_y, cond = _conditionals(spec, n_y)
 
     # natural attributes: measured on the plain images, thresholds from the official train split
