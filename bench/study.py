@@ -6,7 +6,8 @@ selection split), linear-probe accuracy f_y -> z_i on the Balanced set, wall tim
         [--row "MIMM-X + DLS + CAW"] [--experiment exp1] [--jobs 2]
 
 An override ``row=SLUG`` (baseline, dcor, mimm, mimmx_plain, mimmx_dls, mimmx_caw, mimmx, ...)
-picks another row for that variant.
+picks another row for that variant; ``factors=SOURCE,SOURCE`` swaps the scenario's factors for
+other induced transforms at the same r (e.g. ``factors=marker,site``: exp1 without thickness).
 
 Each job runs on one torch thread; --jobs runs that many in parallel processes.
 """
@@ -14,6 +15,7 @@ Each job runs on one torch thread; --jobs runs that many in parallel processes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
@@ -27,22 +29,29 @@ def job(args: tuple) -> dict:
 
     from mimmx.evaluation import probe_matrix
     from mimmx.experiments import row_config, rows
-    from mimmx.trainer import train
+    from mimmx.scenarios import get_spec
+    from mimmx.trainer import build_scenario, train
 
-    slugs = [o.split("=", 1)[1] for o in overrides if o.startswith("row=")]  # row=mimmx_dls
-    overrides = [o for o in overrides if not o.startswith("row=")]
-    row = ({r.slug: r for r in rows(experiment)}[slugs[-1]] if slugs
+    pseudo = {k: o.split("=", 1)[1] for o in overrides for k in ("row", "factors") if o.startswith(k + "=")}
+    overrides = [o for o in overrides if o.split("=", 1)[0] not in pseudo]
+    row = ({r.slug: r for r in rows(experiment)}[pseudo["row"]] if "row" in pseudo
            else {r.label: r for r in rows(experiment)}[row_label])
     cfg = row_config(experiment, row, seed=seed).override(overrides)
+    spec = get_spec(cfg.scenario.name)
+    if "factors" in pseudo:  # same names and r, other transforms
+        sources = pseudo["factors"].split(",")
+        spec = dataclasses.replace(spec, factors=tuple(
+            dataclasses.replace(f, source=src) for f, src in zip(spec.factors, sources, strict=True)))
     t = time.perf_counter()
-    result = train(cfg)
+    result = train(cfg, build_scenario(cfg, spec))
     wall = time.perf_counter() - t
     feats = result.features("balanced")
     n_z = len(result.scenario.spec.factors)
     labels = {f"z{i + 1}": feats[f"z{i + 1}"] for i in range(n_z)}
     m = probe_matrix({"f_y": feats["f_y"]}, labels, probe="logreg", seed=seed)
     acc = result.best["acc"]
-    return {"experiment": experiment, "variant": name, "seed": seed, "val": acc["validation"]["y"], "inv": acc["inverted"]["y"],
+    return {"experiment": experiment, **({"factors": pseudo["factors"]} if "factors" in pseudo else {}),
+            "variant": name, "seed": seed, "val": acc["validation"]["y"], "inv": acc["inverted"]["y"],
             "bal": acc["balanced"]["y"], "sel": acc["selection"]["y"], "epoch": result.best["epoch"],
             **{f"probe_z{i + 1}": float(m.loc["f_y", f"z{i + 1}"]) for i in range(n_z)},
             "z_acc": [acc["validation"][f"z{i + 1}"] for i in range(n_z)],

@@ -37,7 +37,7 @@ from mimmx.errors import ConfigError
 from mimmx.methods import Dims, Method, build_method
 from mimmx.models.network import MIMMNet
 from mimmx.runinfo import environment
-from mimmx.scenarios import TEST_SETS, Scenario, build_named, get_spec
+from mimmx.scenarios import TEST_SETS, Scenario, ScenarioSpec, build, get_spec
 
 Callback = Callable[[dict], "bool | None"]
 _INIT_LOCK = threading.Lock()
@@ -47,11 +47,12 @@ EVAL_SPLITS = ("selection", *TEST_SETS)
 EVAL_BATCH = 256
 
 
-def build_scenario(cfg: RunConfig) -> Scenario:
+def build_scenario(cfg: RunConfig, spec: ScenarioSpec | None = None) -> Scenario:
     """The scenario of a config; ``scenario.r`` replaces every factor's correlation strength,
-    ``scenario.y_noise`` the spec's label noise."""
+    ``scenario.y_noise`` the spec's label noise. ``spec``: build this variant of the named
+    scenario instead (e.g. other factors, as ``bench/study.py`` does)."""
     s = cfg.scenario
-    spec = get_spec(s.name)
+    spec = spec or get_spec(s.name)
     overrides = {k: getattr(s, k) for k in ("n_train", "n_selection", "n_test", "y_noise")
                  if getattr(s, k) is not None}
     if s.r is not None:
@@ -59,7 +60,7 @@ def build_scenario(cfg: RunConfig) -> Scenario:
             raise ConfigError(f"scenario.r: scenario {s.name!r} gives its factors as tables, not r; "
                               "remove scenario.r")
         overrides["factors"] = tuple(dataclasses.replace(f, r=s.r) for f in spec.factors)
-    return build_named(s.name, seed=cfg.seed, **overrides)
+    return build(dataclasses.replace(spec, **overrides), cfg.seed)
 
 
 def batches_of(x: torch.Tensor) -> torch.Tensor:
