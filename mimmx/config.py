@@ -114,9 +114,8 @@ class TrainConfig:
     channels_last: bool = False
 
 
-# keys added after results were stored: left out of the hash while they hold this value, so
-# that configurations stored before they existed keep their keys
-# keys added after results were stored: left out of the hash while at their neutral value
+# keys added after results were stored (nested paths): left out of the hash while they hold
+# this value, so that configurations stored before they existed keep their keys
 _HASH_NEUTRAL = {("train", "channels_last"): False, ("method", "estimator", "reduce"): "sum",
                  ("scenario", "y_noise"): None}
 
