@@ -28,7 +28,8 @@ st.markdown(
     "cell holds 40 of the 4,000 training digits, and even Rebalance, which removes the "
     "correlation by resampling, reaches only 44 % there; with a sex analogue that does not "
     "re-draw the digit, Rebalance reaches 70 % and MIMM-X (one MINE per factor) 73 % "
-    "(`docs/why-mimmx-works.md` §8, §11). "
+    "(`docs/why-mimmx-works.md` §8, §11); no calibration of exp1 tried gives both the poster's "
+    "shortcut and its ceiling (§12). "
     "Compare the Inverted curves of both methods, and try more training images."
 )
 
