@@ -1,6 +1,8 @@
 """The MIMM-X study (docs/why-mimmx-works.md): train named variants of a poster row and print
 one line each: y accuracy on Validation / Inverted / Balanced (model chosen on the confounded
-selection split), linear-probe accuracy f_y -> z_i on the Balanced set, wall time.
+selection split, by ``train.select``), linear-probe accuracy f_y -> z_i on the Balanced set,
+wall time; and a second line with the accuracies of the model the other ``train.select`` rule
+would have kept in the same run (``y`` or ``y_cell_balanced``).
 
     python bench/study.py --variant NAME "key=value key=value" [--variant ...] [--seeds 0 1 2]
         [--row "MIMM-X + DLS + CAW"] [--experiment exp1] [--jobs 2]
@@ -50,14 +52,21 @@ def job(args: tuple) -> dict:
     labels = {f"z{i + 1}": feats[f"z{i + 1}"] for i in range(n_z)}
     m = probe_matrix({"f_y": feats["f_y"]}, labels, probe="logreg", seed=seed)
     acc = result.best["acc"]
+    # the model the other train.select would have kept, from the same run's evaluations
+    other = "y_cell_balanced" if cfg.train.select == "y" else "y"
+    alt = max(reversed(result.history), key=lambda e: e["select"][other])  # ties: the latest
     return {"experiment": experiment, **({"factors": pseudo["factors"]} if "factors" in pseudo else {}),
+            "select": cfg.train.select, "sel_cb": result.best["select"]["y_cell_balanced"],
+            f"by_{other}": {"epoch": alt["epoch"], **{s: alt["acc"][s]["y"] for s in
+                                                     ("selection", "validation", "inverted", "balanced")}},
             "variant": name, "seed": seed, "val": acc["validation"]["y"], "inv": acc["inverted"]["y"],
             "bal": acc["balanced"]["y"], "sel": acc["selection"]["y"], "epoch": result.best["epoch"],
             **{f"probe_z{i + 1}": float(m.loc["f_y", f"z{i + 1}"]) for i in range(n_z)},
             "z_acc": [acc["validation"][f"z{i + 1}"] for i in range(n_z)],
             "wall": wall, "img_s": result.images_per_second, "overrides": overrides,
             "mi": result.best.get("estimate"), "history": [(e["epoch"], e["acc"]["selection"]["y"],
-                                                            e["acc"]["inverted"]["y"]) for e in result.history],
+                                                            e["acc"]["inverted"]["y"],
+                                                            e["select"]["y_cell_balanced"]) for e in result.history],
             "_np": np.__version__}
 
 
@@ -77,6 +86,9 @@ def main() -> None:
                   f"| probe f_y->z " + " ".join(f"{r[k]:5.1f}" for k in r if k.startswith("probe_"))
                   + f" | z acc {' '.join(f'{v:5.1f}' for v in r['z_acc'])} | ep {r['epoch']} "
                   f"| {r['wall']:5.0f}s {r['img_s']:5.0f} img/s", flush=True)
+            (other, alt), = ((k, v) for k, v in r.items() if k.startswith("by_"))
+            print(f"{'':28s}    kept {other[3:]}: val {alt['validation']:5.1f} inv {alt['inverted']:5.1f} "
+                  f"bal {alt['balanced']:5.1f} | ep {alt['epoch']}", flush=True)
             if a.log:
                 with open(a.log, "a") as f:
                     f.write(json.dumps({k: v for k, v in r.items() if k != "_np"}) + "\n")

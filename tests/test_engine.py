@@ -110,6 +110,33 @@ def test_selection_never_uses_test_sets(tiny_scenario):
     assert result.best["acc"]["selection"]["y"] == best_sel
 
 
+def test_cell_balanced_accuracy_does_not_reward_the_shortcut():
+    """A shortcut (predict z_1) is right on 90 % of a confounded split but on half its cells."""
+    from mimmx.trainer import cell_balanced_accuracy
+
+    y = torch.tensor([0] * 10 + [1] * 10)
+    z = torch.tensor([[0, 0]] * 8 + [[1, 0], [0, 1]] + [[1, 1]] * 8 + [[0, 1], [1, 0]])
+    shortcut = z[:, 0]
+    assert int((shortcut == y).sum()) == 18  # 90 % right
+    # six cells: right on y=0 (0,0), (0,1) and y=1 (1,1), (1,0); wrong on y=0 (1,0), y=1 (0,1)
+    assert cell_balanced_accuracy(shortcut, y, z) == pytest.approx(100 * 4 / 6)
+    assert cell_balanced_accuracy(y, y, z) == 100.0
+
+
+@pytest.mark.parametrize("select", ["y", "y_cell_balanced"])
+def test_the_kept_model_is_the_best_by_train_select(tiny_scenario, select):
+    result = train(RunConfig().override(TINY + [f"train.select={select}"]), tiny_scenario)
+    scores = [ev["select"][select] for ev in result.history]
+    assert result.best["select"][select] == max(scores)
+    sel = tiny_scenario.splits["selection"]
+    feats = result.features("selection")
+    right = feats["pred_y"] == sel.y  # the kept model is the one loaded: its score is recomputed
+    if select == "y":
+        assert 100 * float(right.float().mean()) == pytest.approx(max(scores), abs=1e-4)
+    with pytest.raises(ConfigError, match="train.select must be one of y, y_cell_balanced, got 'acc'"):
+        train(RunConfig().override(TINY + ["train.select=acc"]), tiny_scenario)
+
+
 def test_rebalance_weights_equalise_cells(tiny_scenario):
     cfg = RunConfig().override(TINY + ["method.name=rebalance"])
     tr = tiny_scenario.splits["train"]
