@@ -128,13 +128,28 @@ def test_the_kept_model_is_the_best_by_train_select(tiny_scenario, select):
     result = train(RunConfig().override(TINY + [f"train.select={select}"]), tiny_scenario)
     scores = [ev["select"][select] for ev in result.history]
     assert result.best["select"][select] == max(scores)
-    sel = tiny_scenario.splits["selection"]
-    feats = result.features("selection")
-    right = feats["pred_y"] == sel.y  # the kept model is the one loaded: its score is recomputed
-    if select == "y":
-        assert 100 * float(right.float().mean()) == pytest.approx(max(scores), abs=1e-4)
+    # the model left in the result is the kept one: its score, recomputed, is the best
+    from mimmx.trainer import cell_balanced_accuracy
+
+    f = result.features("selection")
+    score = (100 * float((f["pred_y"] == f["y"]).float().mean()) if select == "y" else
+             cell_balanced_accuracy(f["pred_y"], f["y"], torch.stack([f["z1"], f["z2"]], 1)))
+    assert score == pytest.approx(max(scores), abs=1e-4)
     with pytest.raises(ConfigError, match="train.select must be one of y, y_cell_balanced, got 'acc'"):
         train(RunConfig().override(TINY + ["train.select=acc"]), tiny_scenario)
+
+
+@pytest.mark.parametrize("select, kept", [("y", 1), ("y_cell_balanced", 2)])
+def test_train_select_decides_which_evaluation_is_kept(tiny_scenario, monkeypatch, select, kept):
+    """Scripted scores: epoch 1 wins on plain accuracy, epoch 2 on the cell-balanced one."""
+    import mimmx.trainer as trainer
+
+    scores = iter([{"y": 90.0, "y_cell_balanced": 50.0}, {"y": 80.0, "y_cell_balanced": 70.0},
+                   {"y": 85.0, "y_cell_balanced": 60.0}])
+    real = trainer.evaluate
+    monkeypatch.setattr(trainer, "evaluate", lambda *a, **k: {**real(*a, **k), "select": next(scores)})
+    result = train(RunConfig().override(TINY + [f"train.select={select}"]), tiny_scenario)
+    assert result.best["epoch"] == kept
 
 
 def test_rebalance_weights_equalise_cells(tiny_scenario):
