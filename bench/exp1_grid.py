@@ -21,20 +21,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from mimmx.scenarios import builder
 from mimmx.scenarios import factors as F
-
-
-def _pair(v0: str, v1: str):
-    def fn(images: torch.Tensor, z: torch.Tensor, ctx: F.Context) -> torch.Tensor:
-        from mimmx.morpho import load_table
-
-        table = load_table()
-        x0, x1 = table.images(ctx.split, v0)[ctx.index], table.images(ctx.split, v1)[ctx.index]
-        return torch.where(z.view(-1, 1, 1).bool(), x1, x0)
-    return fn
 
 
 def coupled_counts(coupling: float, independent=builder.cell_counts):
@@ -51,10 +40,8 @@ def coupled_counts(coupling: float, independent=builder.cell_counts):
             shared = a if k == m else 1 - a if k == 0 else 0.0
             return coupling * shared + (1 - coupling) * a ** k * (1 - a) ** (m - k)
 
-        exact = n * np.array([p_y[c[0]] * p_pattern([zi == c[0] for zi in c[1:]]) for c in cells])
-        k = np.floor(exact).astype(int)
-        k[np.argsort(-(exact - k), kind="stable")[: n - k.sum()]] += 1  # largest remainder
-        return {c: int(v) for c, v in zip(cells, k) if v > 0}
+        p = np.array([p_y[c[0]] * p_pattern([zi == c[0] for zi in c[1:]]) for c in cells])
+        return builder.rounded_counts(n, cells, p)
     return counts
 
 
@@ -63,9 +50,9 @@ def main() -> None:
     coupling = 0.0
     if argv[:1] == ["--coupling"]:
         coupling, argv = float(argv[1]), argv[2:]
-    F.INDUCED["plain_thick"] = F.Induced(_pair("plain", "thick"), 2, ("plain", "thick"), stage=0,
+    F.INDUCED["plain_thick"] = F.Induced(F.morpho_pair("plain", "thick"), 2, ("plain", "thick"), stage=0,
                                          datasets=("mnist",))
-    F.INDUCED["thin_plain"] = F.Induced(_pair("thin", "plain"), 2, ("thin", "plain"), stage=0,
+    F.INDUCED["thin_plain"] = F.Induced(F.morpho_pair("thin", "plain"), 2, ("thin", "plain"), stage=0,
                                         datasets=("mnist",))
     builder.cell_counts = coupled_counts(coupling)
     sys.path.insert(0, str(Path(__file__).parent))

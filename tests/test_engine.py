@@ -135,6 +135,9 @@ def test_the_kept_model_is_the_best_by_train_select(tiny_scenario, select):
     score = (100 * float((f["pred_y"] == f["y"]).float().mean()) if select == "y" else
              cell_balanced_accuracy(f["pred_y"], f["y"], torch.stack([f["z1"], f["z2"]], 1)))
     assert score == pytest.approx(max(scores), abs=1e-4)
+
+
+def test_unknown_train_select_is_a_clear_error(tiny_scenario):
     with pytest.raises(ConfigError, match="train.select must be one of y, y_cell_balanced, got 'acc'"):
         train(RunConfig().override(TINY + ["train.select=acc"]), tiny_scenario)
 

@@ -189,6 +189,12 @@ def cell_counts(n: int, p_y: np.ndarray, cond: list[np.ndarray]) -> dict[tuple[i
     """Counts per cell (y, z_1..z_N) summing to n: n · P(y) Π P(z_i|y), largest remainder."""
     cells = list(itertools.product(range(len(p_y)), *[range(c.shape[1]) for c in cond]))
     p = np.array([p_y[c[0]] * np.prod([cond[i][c[0], zi] for i, zi in enumerate(c[1:])]) for c in cells])
+    return rounded_counts(n, cells, p)
+
+
+def rounded_counts(n: int, cells: list[tuple[int, ...]], p: np.ndarray) -> dict[tuple[int, ...], int]:
+    """Integer counts summing to n for cells of probability p (largest remainder: the floors of
+    n·p, then one more for the cells with the largest fractional parts); empty cells left out."""
     exact = n * p
     counts = np.floor(exact).astype(int)
     order = np.argsort(-(exact - counts), kind="stable")

@@ -45,14 +45,20 @@ def _uint8(x: torch.Tensor) -> torch.Tensor:
     return (x.clamp(0, 1) * 255.0).round().to(torch.uint8)
 
 
-def thickness(images: torch.Tensor, z: torch.Tensor, ctx: Context) -> torch.Tensor:
-    """z = 0: the Morpho-MNIST thinned digit (amount 0.7); z = 1: the thickened one (amount 1.0)."""
-    from mimmx.morpho import load_table
+def morpho_pair(v0: str, v1: str) -> Callable[[torch.Tensor, torch.Tensor, Context], torch.Tensor]:
+    """The transform that replaces each digit by its Morpho-MNIST variant v0 (z = 0) or v1 (z = 1);
+    variants: "plain", "thin", "thick" (see :mod:`mimmx.morpho.table`)."""
+    def fn(images: torch.Tensor, z: torch.Tensor, ctx: Context) -> torch.Tensor:
+        from mimmx.morpho import load_table
 
-    table = load_table()
-    thin = table.images(ctx.split, "thin")[ctx.index]
-    thick = table.images(ctx.split, "thick")[ctx.index]
-    return torch.where(z.view(-1, 1, 1).bool(), thick, thin)
+        table = load_table()
+        x0, x1 = table.images(ctx.split, v0)[ctx.index], table.images(ctx.split, v1)[ctx.index]
+        return torch.where(z.view(-1, 1, 1).bool(), x1, x0)
+    return fn
+
+
+thickness = morpho_pair("thin", "thick")
+thickness.__doc__ = "z = 0: the Morpho-MNIST thinned digit (amount 0.7); z = 1: the thickened one (amount 1.0)."
 
 
 def site(images: torch.Tensor, z: torch.Tensor, ctx: Context) -> torch.Tensor:
