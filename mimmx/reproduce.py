@@ -8,8 +8,9 @@ commit, the hardware, the wall time) and its JSON twin ``<out>/<exp>.json``.
 :func:`sweep` trains methods over a range of correlation strengths r = P(z = y) and writes the
 inverted-set accuracy against r as a table and a plotly figure (``<out>/sweep_<scenario>.*``).
 
-Model selection is the trainer's: the best epoch on the confounded ``selection`` split. The
-Inverted and Balanced sets are only measured, never selected or tuned on.
+Model selection is the trainer's: the epoch of best ``train.select`` score on the confounded
+``selection`` split (by default its cell-balanced y accuracy). The Inverted and Balanced sets are
+only measured, never selected or tuned on.
 """
 
 from __future__ import annotations
@@ -122,7 +123,8 @@ def reproduce(experiment: str, seeds: int | Iterable[int] = 3, *, overrides: Seq
                                   *(["--rows", *rows_wanted] if rows_wanted else []),
                                   *(["--backend", backend] if backend != "local" else []))
     meta = _meta(records, command, seed_list, store, time.perf_counter() - t0, sum(reused))
-    meta.update(experiment=experiment, rows=[r.label for r in chosen], overrides=list(overrides))
+    meta.update(experiment=experiment, rows=[r.label for r in chosen], overrides=list(overrides),
+                select=sorted({cfg.train.select for _, cfg in jobs}))
     md = reproduction_markdown(experiment, tables, meta)
     result = Reproduction(experiment, tables, md, meta, records)
     if out is not None:
@@ -173,6 +175,17 @@ def _twin(meta: dict, tables: Collected) -> str:
                       indent=1, ensure_ascii=False)
 
 
+SELECTION_RULES = {
+    "y": "the epoch of best y accuracy on the confounded selection split",
+    "y_cell_balanced": "the epoch of best cell-balanced y accuracy on the confounded selection "
+                       "split (every cell (y, z_1..z_N) weighs the same; `train.select`)",
+}
+
+
+def _selection_rule(select: Sequence[str]) -> str:
+    return " / ".join(SELECTION_RULES.get(s, s) for s in select) or SELECTION_RULES["y"]
+
+
 def heads_for_poster(heads: pd.DataFrame) -> pd.DataFrame:
     """Table (a) in the poster's layout: rows = methods, columns = (head, Val./Inv./Bal.)."""
     d = heads.assign(test_set=heads["test_set"].map(SHORT))
@@ -205,8 +218,8 @@ def reproduction_markdown(experiment: str, t: Collected, meta: dict) -> str:
                         for i, f in enumerate(spec.factors))
     lines += [f"Scenario `{spec.name}`: y = primary task; {factors}. Every cell is the mean ± std "
               f"over {n_seeds} seed{'s' if n_seeds != 1 else ''} ({', '.join(map(str, meta['seeds']))}). "
-              "Model selection: the best epoch on the confounded selection split; the Inverted and "
-              "Balanced sets are never used to select or tune.", ""]
+              f"Model selection: {_selection_rule(meta.get('select', []))}; the Inverted "
+              "and Balanced sets are never used to select or tune.", ""]
     lines.append(to_markdown(heads_for_poster(t.heads),
                              f"(a) Classification accuracy [%] across the evaluation sets "
                              f"({_spread(n_seeds)})"))

@@ -53,7 +53,7 @@ def test_missing_file(tmp_path):
 
 
 def test_keys_added_later_keep_old_hashes_at_their_neutral_value():
-    cfg = RunConfig()
+    cfg = RunConfig().override(["train.select=y"])  # select's neutral value is no longer the default
     legacy = cfg.to_dict()
     # a configuration stored before these keys existed
     del legacy["train"]["channels_last"], legacy["method"]["estimator"]["reduce"], legacy["scenario"]["y_noise"]
@@ -63,3 +63,4 @@ def test_keys_added_later_keep_old_hashes_at_their_neutral_value():
     for change in ("train.channels_last=true", "method.estimator.reduce=mean", "scenario.y_noise=0.1",
                    "train.select=y_cell_balanced"):
         assert cfg.override([change]).hash() != old, change
+    assert RunConfig().hash() != old  # the default rule keeps models by the cell-balanced score

@@ -103,6 +103,7 @@ def test_reproduce_end_to_end_and_reuse(real_data, tmp_path, monkeypatch, capsys
     assert "±" in md and "(a) Classification accuracy" in md and "(b) Disentanglement" in md
     assert "| Baseline |" in md and "| MIMM-X + DLS + CAW |" in md and "| f_z1 |" in md
     assert "mean ± std over 2 seeds" in md and "Commit" in md and "Hardware: CPU" in md
+    assert "best cell-balanced y accuracy" in md  # the default train.select, named in the table
     assert "| method | f_y→y Val. | f_y→y Inv. | f_y→y Bal. | f_z1→z1 Val. |" in md  # poster order
     assert "| MIMM-X + DLS + CAW | " in md.split("beside the poster")[1]  # the poster's exp2 row:
     assert "| 86.3 | 70.4 | 76.5 |" in md.split("beside the poster")[1]    # 86.3 / 70.4 / 76.5
@@ -122,7 +123,8 @@ def test_reproduce_end_to_end_and_reuse(real_data, tmp_path, monkeypatch, capsys
             "--out", str(out), "--store", str(store.root)] + [f"--set={o}" for o in TINY[1:]]
     assert main(argv) == 0
     assert "[4/4]" in capsys.readouterr().out
-    assert json.loads((out / "exp2.json").read_text())["reused"] == 4
+    twin = json.loads((out / "exp2.json").read_text())
+    assert twin["reused"] == 4 and twin["select"] == ["y_cell_balanced"]
 
 
 def test_sweep_end_to_end(real_data, tmp_path):
