@@ -3,10 +3,12 @@ table (the default configs, ``train.select = y_cell_balanced``), the y accuracy 
 each rule keeps, read from the run's evaluation history (ties go to the later epoch, as in
 the trainer). Reads the results store only; a run not in it is reported, never trained.
 
-    python bench/select_rules.py exp2 [--seeds 3] [--store DIR]
+    python bench/select_rules.py exp2 [--rows mimmx ...] [--set key=value ...] [--seeds 3] [--store DIR]
 
 The rule effect on the same runs, free of seed and hardware differences: how
-docs/results.md separates "the new rule" from "new runs".
+docs/results.md separates "the new rule" from "new runs". The last column, S, is the score the
+default rule keeps a model by (its cell-balanced y accuracy on the selection split): the only
+number the study may compare variants by (docs/why-mimmx-works.md §13).
 """
 
 from __future__ import annotations
@@ -29,20 +31,24 @@ def kept(history: list[dict], rule: str) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("experiment")
+    p.add_argument("--rows", nargs="+", help="only these rows (slugs, e.g. baseline mimmx)")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   help="a config override of every row, as in `reproduce --set` (repeatable)")
     p.add_argument("--seeds", default="3", help="seeds 0..N-1 (default 3)")
     p.add_argument("--store", help="results store folder (default: mimmx's)")
     args = p.parse_args()
     store = ResultStore(args.store)
     seeds = seeds_list(int(args.seeds))
-    print(f"{args.experiment}: y accuracy [%] of the model each rule keeps, mean ± std over seeds "
-          f"{seeds} (same runs)\n")
-    print(f"| method | {' | '.join(f'{r} Val. | {r} Inv.' for r in SELECT)} | hardware |")
-    print("| --- |" + " --- |" * (2 * len(SELECT) + 1))
-    for row in select_rows(args.experiment):
-        recs = [store.get(row_config(args.experiment, row, s)) for s in seeds]
+    print(f"{args.experiment}{''.join(' --set ' + o for o in args.overrides)}: y accuracy [%] of "
+          f"the model each rule keeps, mean ± std over seeds {seeds} (same runs)\n")
+    print(f"| method | {' | '.join(f'{r} Val. | {r} Inv.' for r in SELECT)} | S | hardware |")
+    print("| --- |" + " --- |" * (2 * len(SELECT) + 2))
+    for row in select_rows(args.experiment, args.rows):
+        recs = [store.get(row_config(args.experiment, row, s).override(args.overrides)) for s in seeds]
         if any(r is None for r in recs):
+            sets = "".join(f" --set {o}" for o in args.overrides)
             print(f"| {row.label} | not in the store: run `python -m mimmx reproduce "
-                  f"{args.experiment}` first |")
+                  f"{args.experiment} --rows {row.slug}{sets}` first |")
             continue
         cells = []
         for rule in SELECT:
@@ -50,6 +56,8 @@ def main() -> None:
             for split in ("validation", "inverted"):
                 v = [a[split]["y"] for a in picks]
                 cells.append(f"{statistics.mean(v):.1f} ± {statistics.stdev(v) if len(v) > 1 else 0:.1f}")
+        score = [kept(r["history"], "y_cell_balanced")["select"]["y_cell_balanced"] for r in recs]
+        cells.append(f"{statistics.mean(score):.1f} ± {statistics.stdev(score) if len(score) > 1 else 0:.1f}")
         hardware = sorted({r["environment"].get("hardware", "?") for r in recs})
         print(f"| {row.label} | {' | '.join(cells)} | {'; '.join(hardware)} |")
 

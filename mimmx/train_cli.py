@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     callbacks = [] if args.quiet else [ProgressBar(steps)]
     result = train(cfg, scenario, callbacks, run_dir=run_dir)
     best = result.best
-    print(f"\nbest epoch {best['epoch']} (chosen on the selection split); accuracy %:")
+    print(f"\nbest epoch {best['epoch']} (chosen on the selection split by {cfg.train.select}); accuracy %:")
     heads = list(best["acc"]["validation"])
     print(f"{'head':6s} " + " ".join(f"{s:>10s}" for s in best["acc"]))
     for h in heads:
