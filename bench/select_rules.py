@@ -19,13 +19,7 @@ import statistics
 from mimmx.experiments import row_config
 from mimmx.reproduce import select_rows
 from mimmx.results import ResultStore, seeds_list
-from mimmx.trainer import SELECT
-
-
-def kept(history: list[dict], rule: str) -> dict:
-    """The eval event ``rule`` keeps: the best ``select[rule]``, the latest among equals."""
-    evals = [e for e in history if e.get("select")]
-    return max(reversed(evals), key=lambda e: e["select"][rule])
+from mimmx.trainer import SELECT, kept_evaluation
 
 
 def main() -> None:
@@ -52,11 +46,11 @@ def main() -> None:
             continue
         cells = []
         for rule in SELECT:
-            picks = [kept(r["history"], rule)["acc"] for r in recs]
+            picks = [kept_evaluation(r["history"], rule)["acc"] for r in recs]
             for split in ("validation", "inverted"):
                 v = [a[split]["y"] for a in picks]
                 cells.append(f"{statistics.mean(v):.1f} ± {statistics.stdev(v) if len(v) > 1 else 0:.1f}")
-        score = [kept(r["history"], "y_cell_balanced")["select"]["y_cell_balanced"] for r in recs]
+        score = [kept_evaluation(r["history"], "y_cell_balanced")["select"]["y_cell_balanced"] for r in recs]
         cells.append(f"{statistics.mean(score):.1f} ± {statistics.stdev(score) if len(score) > 1 else 0:.1f}")
         hardware = sorted({r["environment"].get("hardware", "?") for r in recs})
         print(f"| {row.label} | {' | '.join(cells)} | {'; '.join(hardware)} |")

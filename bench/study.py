@@ -32,7 +32,7 @@ def job(args: tuple) -> dict:
     from mimmx.evaluation import probe_matrix
     from mimmx.experiments import row_config, rows
     from mimmx.scenarios import get_spec
-    from mimmx.trainer import build_scenario, train
+    from mimmx.trainer import build_scenario, kept_evaluation, train
 
     pseudo = {k: o.split("=", 1)[1] for o in overrides for k in ("row", "factors") if o.startswith(k + "=")}
     overrides = [o for o in overrides if o.split("=", 1)[0] not in pseudo]
@@ -54,7 +54,7 @@ def job(args: tuple) -> dict:
     acc = result.best["acc"]
     # the model the other train.select would have kept, from the same run's evaluations
     other = "y_cell_balanced" if cfg.train.select == "y" else "y"
-    alt = max(reversed(result.history), key=lambda e: e["select"][other])  # ties: the latest
+    alt = kept_evaluation(result.history, other)
     return {"experiment": experiment, **({"factors": pseudo["factors"]} if "factors" in pseudo else {}),
             "select": cfg.train.select, "sel_cb": result.best["select"]["y_cell_balanced"],
             f"by_{other}": {"epoch": alt["epoch"], **{s: alt["acc"][s]["y"] for s in

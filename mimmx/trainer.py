@@ -25,7 +25,7 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,6 +118,14 @@ def _forward(model: MIMMNet, split, batch_size: int) -> dict[str, torch.Tensor]:
     for i in range(split.z.shape[1]):
         out[f"z{i + 1}"] = split.z[:, i].cpu()
     return out
+
+
+def kept_evaluation(history: Sequence[dict], select: str) -> dict:
+    """The eval event a run keeps under ``select`` (:data:`SELECT`): the best
+    ``ev["select"][select]``, the latest among equals, exactly as :func:`train` keeps it, so
+    that the other rule's model can be read off a finished run's history."""
+    evals = [ev for ev in history if ev.get("select")]
+    return max(reversed(evals), key=lambda ev: ev["select"][select])
 
 
 def cell_balanced_accuracy(pred: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> float:

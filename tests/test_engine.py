@@ -9,7 +9,7 @@ import torch
 from mimmx.config import RunConfig
 from mimmx.errors import ConfigError
 from mimmx.methods import METHODS, Dims, build_method
-from mimmx.trainer import batches_of, build_model, build_scenario, train
+from mimmx.trainer import batches_of, build_model, build_scenario, kept_evaluation, train
 
 TINY = ["scenario.name=exp2", "scenario.n_train=900", "scenario.n_selection=200", "scenario.n_test=200",
         "train.epochs=3", "train.batch_size=60", "train.device=cpu",
@@ -153,6 +153,10 @@ def test_train_select_decides_which_evaluation_is_kept(tiny_scenario, monkeypatc
     monkeypatch.setattr(trainer, "evaluate", lambda *a, **k: {**real(*a, **k), "select": next(scores)})
     result = train(RunConfig().override(TINY + [f"train.select={select}"]), tiny_scenario)
     assert result.best["epoch"] == kept
+    # read off the history afterwards, for either rule, whichever rule the run kept by
+    assert kept_evaluation(result.history, select) is result.best
+    assert kept_evaluation(result.history, "y")["epoch"] == 1
+    assert kept_evaluation(result.history, "y_cell_balanced")["epoch"] == 2
 
 
 def test_rebalance_weights_equalise_cells(tiny_scenario):
