@@ -63,7 +63,9 @@ class EstimatorConfig:
     n_shuffles: int = 1  # MINE "shuffle": marginal pairs per sample per step (more: less noise)
     ema_rate: float = 0.01
     lr: float = 1e-3  # estimator optimiser learning rate
-    per_factor: bool = False  # one estimator per factor instead of one on the joint f_z
+    # one estimator per factor instead of one on the joint f_z (the shipped MIMM-X rows set it,
+    # with reduce="mean": mimmx.experiments.MIMMX_ESTIMATOR)
+    per_factor: bool = False
     # per factor: the penalty is the "sum" of the factors' estimates or their "mean" (λ / N each)
     reduce: str = "sum"
     conditional: bool = False  # MINE: estimate I(f_y; f_z | y), marginal pairs within a class

@@ -34,6 +34,14 @@ def test_poster_settings_per_experiment():
     assert set(EXPERIMENTS) == {"exp1", "exp2", "exp3", "morpho", "fashion"}
 
 
+def test_only_the_mimmx_rows_use_one_mine_per_factor_averaged():
+    for exp in ("exp1", "exp2", "exp3"):
+        for row in rows(exp):
+            e = row_config(exp, row).method.estimator
+            assert (e.per_factor, e.reduce) == ((True, "mean") if row.method == "mimmx" else (False, "sum")), \
+                (exp, row.label)
+
+
 @pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))
 def test_every_row_builds_its_model(experiment, morpho_table):
     """The shipped settings fit each scenario (e.g. logit parts as wide as the class counts)."""
