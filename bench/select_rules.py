@@ -14,8 +14,8 @@ number the study may compare variants by (docs/why-mimmx-works.md §13).
 from __future__ import annotations
 
 import argparse
-import statistics
 
+from mimmx.evaluation.tables import mean_std
 from mimmx.experiments import row_config
 from mimmx.reproduce import select_rows
 from mimmx.results import ResultStore, seeds_list
@@ -47,11 +47,9 @@ def main() -> None:
         cells = []
         for rule in SELECT:
             picks = [kept_evaluation(r["history"], rule)["acc"] for r in recs]
-            for split in ("validation", "inverted"):
-                v = [a[split]["y"] for a in picks]
-                cells.append(f"{statistics.mean(v):.1f} ± {statistics.stdev(v) if len(v) > 1 else 0:.1f}")
-        score = [kept_evaluation(r["history"], "y_cell_balanced")["select"]["y_cell_balanced"] for r in recs]
-        cells.append(f"{statistics.mean(score):.1f} ± {statistics.stdev(score) if len(score) > 1 else 0:.1f}")
+            cells += [mean_std([a[split]["y"] for a in picks]) for split in ("validation", "inverted")]
+        cells.append(mean_std([kept_evaluation(r["history"], "y_cell_balanced")["select"]["y_cell_balanced"]
+                               for r in recs]))
         hardware = sorted({r["environment"].get("hardware", "?") for r in recs})
         print(f"| {row.label} | {' | '.join(cells)} | {'; '.join(hardware)} |")
 

@@ -183,7 +183,7 @@ SELECTION_RULES = {
 
 
 def _selection_rule(select: Sequence[str]) -> str:
-    return " / ".join(SELECTION_RULES.get(s, s) for s in select) or SELECTION_RULES["y"]
+    return " / ".join(SELECTION_RULES[s] for s in select)
 
 
 def heads_for_poster(heads: pd.DataFrame) -> pd.DataFrame:
@@ -218,7 +218,7 @@ def reproduction_markdown(experiment: str, t: Collected, meta: dict) -> str:
                         for i, f in enumerate(spec.factors))
     lines += [f"Scenario `{spec.name}`: y = primary task; {factors}. Every cell is the mean ± std "
               f"over {n_seeds} seed{'s' if n_seeds != 1 else ''} ({', '.join(map(str, meta['seeds']))}). "
-              f"Model selection: {_selection_rule(meta.get('select', []))}; the Inverted "
+              f"Model selection: {_selection_rule(meta['select'])}; the Inverted "
               "and Balanced sets are never used to select or tune.", ""]
     lines.append(to_markdown(heads_for_poster(t.heads),
                              f"(a) Classification accuracy [%] across the evaluation sets "

@@ -9,7 +9,14 @@ import torch
 from mimmx.config import RunConfig
 from mimmx.errors import ConfigError
 from mimmx.methods import METHODS, Dims, build_method
-from mimmx.trainer import batches_of, build_model, build_scenario, kept_evaluation, train
+from mimmx.trainer import (
+    batches_of,
+    build_model,
+    build_scenario,
+    cell_balanced_accuracy,
+    kept_evaluation,
+    train,
+)
 
 TINY = ["scenario.name=exp2", "scenario.n_train=900", "scenario.n_selection=200", "scenario.n_test=200",
         "train.epochs=3", "train.batch_size=60", "train.device=cpu",
@@ -112,8 +119,6 @@ def test_selection_never_uses_test_sets(tiny_scenario):
 
 def test_cell_balanced_accuracy_does_not_reward_the_shortcut():
     """A shortcut (predict z_1) is right on 90 % of a confounded split but on half its cells."""
-    from mimmx.trainer import cell_balanced_accuracy
-
     y = torch.tensor([0] * 10 + [1] * 10)
     z = torch.tensor([[0, 0]] * 8 + [[1, 0], [0, 1]] + [[1, 1]] * 8 + [[0, 1], [1, 0]])
     shortcut = z[:, 0]
@@ -129,8 +134,6 @@ def test_the_kept_model_is_the_best_by_train_select(tiny_scenario, select):
     scores = [ev["select"][select] for ev in result.history]
     assert result.best["select"][select] == max(scores)
     # the model left in the result is the kept one: its score, recomputed, is the best
-    from mimmx.trainer import cell_balanced_accuracy
-
     f = result.features("selection")
     score = (100 * float((f["pred_y"] == f["y"]).float().mean()) if select == "y" else
              cell_balanced_accuracy(f["pred_y"], f["y"], torch.stack([f["z1"], f["z2"]], 1)))
