@@ -32,6 +32,8 @@ class ScenarioConfig:
     n_train: int | None = None  # None: the scenario's default sizes
     n_selection: int | None = None
     n_test: int | None = None
+    # False: train and select with every factor independent of y (the Oracle row); same test sets
+    confounded: bool = True
 
 
 @dataclass
@@ -99,6 +101,12 @@ class MethodConfig:
     one_sided: bool = True  # the penalty's gradient reaches f_y only (f_z is held by its own heads)
     grad_scaling: bool = False  # scale λ·penalty so its gradient on f is at most the CE gradient's
     estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
+    # GroupDRO (Sagawa et al. 2020): step size η of the online group weights, and its L2 penalty
+    group_eta: float = 0.01
+    group_l2: float = 1e-3
+    # JTT (Liu et al. 2021): epochs of the identification ERM, and the weight λ_up of its errors
+    jtt_epochs: int = 2
+    jtt_upweight: float = 10.0
 
 
 @dataclass
@@ -124,7 +132,10 @@ class TrainConfig:
 # keys added after results were stored (nested paths): left out of the hash while they hold
 # this value, so that configurations stored before they existed keep their keys
 _HASH_NEUTRAL = {("train", "channels_last"): False, ("method", "estimator", "reduce"): "sum",
-                 ("scenario", "y_noise"): None, ("train", "select"): "y"}
+                 ("scenario", "y_noise"): None, ("train", "select"): "y",
+                 ("scenario", "confounded"): True, ("method", "group_eta"): 0.01,
+                 ("method", "group_l2"): 1e-3, ("method", "jtt_epochs"): 2,
+                 ("method", "jtt_upweight"): 10.0}
 
 
 @dataclass

@@ -31,6 +31,7 @@ from mimmx.evaluation.tables import DASH, accuracy_table, probe_table, summarise
 from mimmx.experiments import EXPERIMENTS, FULL_ROWS, POSTER_Y, Row, row_config, rows
 from mimmx.results import Progress, ResultStore, run_many, seeds_list
 
+POSTER_SETS = ("validation", "inverted", "balanced")  # the poster's columns
 PROBE_NAMES = {"logreg": "logistic-regression probes", "knn": "kNN probes (k = 30)"}
 
 
@@ -198,7 +199,8 @@ def beside_poster(experiment: str, heads: pd.DataFrame) -> pd.DataFrame | None:
     poster = POSTER_Y.get(experiment)
     if poster is None or heads.empty:
         return None
-    y = heads[heads["head"] == "f_y→y"].assign(test_set=lambda d: d["test_set"].map(SHORT))
+    y = heads[(heads["head"] == "f_y→y") & heads["test_set"].isin(list(POSTER_SETS))]
+    y = y.assign(test_set=lambda d: d["test_set"].map(SHORT))
     ours = summarise(y, "method", "test_set")
     ours.columns = [f"mimmx {c}" for c in ours.columns]
     theirs = pd.DataFrame([poster.get(m, (None,) * 3) for m in ours.index], index=ours.index,

@@ -1,15 +1,12 @@
-"""One trainer for every method.
+"""One trainer for every method: the loop.
 
 Data stay on the device as uint8 tensors and batches are index gathers (no DataLoader, no
-per-sample Python). Steps alternate as in MIMM, one encoder step then N_B − 1 estimator steps
-(``method.alternation``): ``per_batch``, the original loop, shares the epoch's batches (batch k
-trains the encoder when k mod N_B = 0); ``per_step`` gives every batch an encoder step and draws
-the estimator's batches separately, so the encoder is updated as often as the baseline's
-(``method.estimator_batches=bank``: the estimator steps reuse the features of the last N_B − 1
-encoder steps' penalty batches, no extra encoder pass).
-Methods without an estimator train the encoder on every batch. Model selection uses the
-confounded ``selection`` split only (``train.select``: its y accuracy, or its cell-balanced y
-accuracy); the test sets are measured at every evaluation but never chosen on.
+per-sample Python). Each method owns its steps (``Method.setup / epoch_order / update /
+finish``, see :mod:`mimmx.methods.base`); the trainer runs the epochs, evaluates, keeps the
+model and reports. Model selection uses the confounded ``selection`` split only
+(``train.select``: its y accuracy, or its cell-balanced y accuracy); the test sets are measured
+at every evaluation but never chosen on. A method's stage after training (DFR's refit) runs on
+the kept model, and its evaluation becomes the run's ``best``.
 
 Progress leaves through callbacks: ``callback(event: dict)`` with ``event["type"]`` in
 ``start | step | eval | end``; a callback returning True stops training after that event. The
@@ -18,7 +15,6 @@ Progress leaves through callbacks: ``callback(event: dict)`` with ``event["type"
 
 from __future__ import annotations
 
-import collections
 import copy
 import dataclasses
 import json
@@ -34,7 +30,8 @@ import torch
 from mimmx.config import RunConfig
 from mimmx.device import configure_threads, get_device
 from mimmx.errors import ConfigError
-from mimmx.methods import Dims, Method, build_method
+from mimmx.methods import METHODS, Dims, Method, build_method
+from mimmx.methods.base import batches_of
 from mimmx.models.network import MIMMNet
 from mimmx.runinfo import environment
 from mimmx.scenarios import TEST_SETS, Scenario, ScenarioSpec, build, get_spec
@@ -56,17 +53,15 @@ def build_scenario(cfg: RunConfig, spec: ScenarioSpec | None = None) -> Scenario
     spec = spec or get_spec(s.name)
     overrides = {k: getattr(s, k) for k in ("n_train", "n_selection", "n_test", "y_noise")
                  if getattr(s, k) is not None}
+    overrides["confounded"] = s.confounded
+    if METHODS.get(cfg.method.name, Method).holdout:  # DFR refits on cell-balanced held-out images
+        overrides["n_holdout"] = overrides.get("n_selection", spec.n_selection)
     if s.r is not None:
         if any(f.r is None for f in spec.factors):
             raise ConfigError(f"scenario.r: scenario {s.name!r} gives its factors as tables, not r; "
                               "remove scenario.r")
         overrides["factors"] = tuple(dataclasses.replace(f, r=s.r) for f in spec.factors)
     return build(dataclasses.replace(spec, **overrides), cfg.seed)
-
-
-def batches_of(x: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, H, W) -> float (B, 1, H, W) in [0, 1]."""
-    return x.unsqueeze(1).float().div_(255.0)
 
 
 @dataclass
@@ -128,26 +123,38 @@ def kept_evaluation(history: Sequence[dict], select: str) -> dict:
     return max(reversed(evals), key=lambda ev: ev["select"][select])
 
 
+def cell_accuracies(pred: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """y accuracy (%) in every cell c = (y, z_1..z_N) present, (n_cells,)."""
+    _, cell = torch.unique(torch.cat([y[:, None], z], 1), dim=0, return_inverse=True)
+    right = torch.zeros(int(cell.max()) + 1).index_add_(0, cell, (pred == y).float())
+    return 100.0 * right / torch.bincount(cell)
+
+
 def cell_balanced_accuracy(pred: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> float:
     """y accuracy (%) with every cell c = (y, z_1..z_N) present weighing the same:
     (1/|C|) Σ_c acc_c. On a confounded split a shortcut is right on the large cells and wrong on
     the small ones, so it scores well on plain accuracy but not here."""
-    _, cell = torch.unique(torch.cat([y[:, None], z], 1), dim=0, return_inverse=True)
-    right = torch.zeros(int(cell.max()) + 1).index_add_(0, cell, (pred == y).float())
-    return 100.0 * float((right / torch.bincount(cell)).mean())
+    return float(cell_accuracies(pred, y, z).mean())
+
+
+def worst_group_accuracy(pred: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> float:
+    """min_c acc_c (%): the lowest y accuracy over the cells (groups) c = (y, z_1..z_N) present,
+    the subpopulation-shift field's headline metric (on the Balanced set every cell is there)."""
+    return float(cell_accuracies(pred, y, z).min())
 
 
 def evaluate(model: MIMMNet, method: Method, scenario: Scenario, splits=EVAL_SPLITS) -> dict:
-    """Accuracy (%) of every head on every split; on the selection split (when evaluated) the
-    scores a model can be kept by (``select``: :data:`SELECT`) and the method's dependence
-    estimate (when it has one)."""
-    acc, estimate, select = {}, None, None
+    """Accuracy (%) of every head on every split, the worst-group y accuracy of every split
+    (``worst``); on the selection split (when evaluated) the scores a model can be kept by
+    (``select``: :data:`SELECT`) and the method's dependence estimate (when it has one)."""
+    acc, worst, estimate, select = {}, {}, None, None
     for s in splits:
         out = split_features(model, scenario.splits[s])
         names = ["y", *[f"z{i + 1}" for i in range(len(scenario.spec.factors))]]
         acc[s] = {n: 100.0 * float((out[f"pred_{n}"] == out[n]).float().mean()) for n in names}
+        z = torch.stack([out[n] for n in names[1:]], 1)
+        worst[s] = worst_group_accuracy(out["pred_y"], out["y"], z)
         if s == "selection":
-            z = torch.stack([out[n] for n in names[1:]], 1)
             select = {"y": acc[s]["y"], "y_cell_balanced": cell_balanced_accuracy(out["pred_y"], out["y"], z)}
         if s == "selection" and hasattr(method, "estimate"):
             device = next(model.parameters()).device
@@ -159,7 +166,7 @@ def evaluate(model: MIMMNet, method: Method, scenario: Scenario, splits=EVAL_SPL
                 estimate = method.estimate(parts, z, y)
             finally:
                 method.train()
-    return {"acc": acc, "estimate": estimate, "select": select}
+    return {"acc": acc, "worst": worst, "estimate": estimate, "select": select}
 
 
 def eval_subsets(scenario: Scenario, size: int | None, seed: int) -> Scenario:
@@ -211,70 +218,12 @@ def train(cfg: RunConfig, scenario: Scenario | None = None, callbacks: Iterable[
         torch.manual_seed(cfg.seed)
         model, method = build_model(cfg, scenario, device)
     method.seed(cfg.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=tr.lr, weight_decay=tr.weight_decay)
-    opt_est = torch.optim.Adam(method.parameters(), lr=cfg.method.estimator.lr) if method.has_estimator else None
-
     train_split = scenario.splits["train"].to(device)
     n = len(train_split)
     if n < tr.batch_size:
         raise ConfigError(f"train.batch_size = {tr.batch_size} exceeds the {n} training images")
-    weights = method.sample_weights(train_split.y, train_split.z)
-    pen_weights = method.penalty_sample_weights(train_split.y, train_split.z)
-    gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    method.setup(model, train_split, tr, torch.Generator(device="cpu").manual_seed(cfg.seed))
     steps_per_epoch = n // tr.batch_size
-    amp = tr.amp and device.type == "cuda"
-
-    own_batches = cfg.method.alternation == "per_step"
-    if cfg.method.alternation not in ("per_step", "per_batch"):
-        raise ConfigError(f"method.alternation must be 'per_step' or 'per_batch', "
-                          f"got {cfg.method.alternation!r}")
-
-    draw_weights = pen_weights.cpu() if pen_weights is not None else torch.ones(n)
-
-    def draw() -> torch.Tensor:
-        """A batch of training indices for the estimator or the penalty: drawn with the
-        method's penalty weights (e.g. cell-balanced), else uniformly."""
-        return torch.multinomial(draw_weights, tr.batch_size, replacement=True, generator=gen).to(device)
-
-    bank_mode = cfg.method.estimator_batches == "bank"
-    if cfg.method.estimator_batches not in ("forward", "bank"):
-        raise ConfigError(f"method.estimator_batches must be 'forward' or 'bank', "
-                          f"got {cfg.method.estimator_batches!r}")
-    if bank_mode and not own_batches:
-        raise ConfigError("method.estimator_batches=bank needs method.alternation=per_step")
-    # the last N_B − 1 penalty batches of the encoder steps, features detached, newest last
-    bank: collections.deque = collections.deque(maxlen=max(method.n_b - 1, 1))
-
-    def encoder_step(idx: torch.Tensor, pen_idx: torch.Tensor | None, progress: float) -> dict:
-        x, y, z = batches_of(train_split.x[idx]), train_split.y[idx], train_split.z[idx]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            parts, logits = model(x)
-            pen_batch = (parts, y, z)
-            if pen_idx is not None:
-                pen_parts, _ = model(batches_of(train_split.x[pen_idx]))
-                pen_batch = (pen_parts, train_split.y[pen_idx], train_split.z[pen_idx])
-            loss, logs = method.encoder_loss(parts, logits, y, z, progress, pen_batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if bank_mode:
-            bank.append(([p.detach().float() for p in pen_batch[0]], pen_batch[1], pen_batch[2]))
-        return logs
-
-    @torch.no_grad()
-    def features(idx: torch.Tensor) -> tuple:
-        """(parts, y, z) of training images ``idx``, for the estimator (no gradient to the encoder)."""
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            parts, _ = model(batches_of(train_split.x[idx]))
-        return [p.float() for p in parts], train_split.y[idx], train_split.z[idx]
-
-    def estimator_step(batch: tuple) -> dict:
-        parts, y, z = batch
-        est_loss = method.estimator_loss(parts, y, z)
-        opt_est.zero_grad(set_to_none=True)
-        est_loss.backward()
-        opt_est.step()
-        return {"estimator_loss": float(est_loss.detach())}
 
     result = RunResult(cfg, scenario, model, method)
     best_state = None
@@ -290,27 +239,12 @@ def train(cfg: RunConfig, scenario: Scenario | None = None, callbacks: Iterable[
     for epoch in range(tr.epochs):
         if stop:
             break
-        if weights is None:
-            order = torch.randperm(n, generator=gen)
-        else:
-            order = torch.multinomial(weights.cpu(), n, replacement=True, generator=gen)
-        order = order.to(device)
+        order = method.epoch_order()
         for b in range(steps_per_epoch):
             batch = order[b * tr.batch_size:(b + 1) * tr.batch_size]
             progress = epoch + b / steps_per_epoch
-            if method.n_b == 1 or not own_batches:  # original: the epoch's batches are shared
-                kinds = ["encoder" if step % method.n_b == 0 else "estimator"]
-            else:  # one encoder step on this batch, then N_B − 1 estimator steps on drawn batches
-                kinds = ["encoder"] + ["estimator"] * (method.n_b - 1)
-            for k, kind in enumerate(kinds):
-                if kind == "encoder":
-                    logs = encoder_step(batch, draw() if pen_weights is not None else None, progress)
-                else:
-                    if bank_mode:  # the k-th newest penalty batch, fresh marginal shuffles
-                        est_batch = bank[-1 - (k - 1) % len(bank)]
-                    else:
-                        est_batch = features(draw() if own_batches or pen_weights is not None else batch)
-                    logs = estimator_step(est_batch)
+            for logs in method.update(batch, progress):
+                kind = logs.pop("kind")
                 if not math.isfinite(logs.get("loss", logs.get("estimator_loss", 0.0))):
                     raise FloatingPointError(f"the {kind} loss became {logs} at epoch {progress:.2f}; "
                                              "lower the learning rate or λ")
@@ -336,6 +270,12 @@ def train(cfg: RunConfig, scenario: Scenario | None = None, callbacks: Iterable[
     result.images_per_second = seen / max(time.perf_counter() - t_train, 1e-9)
     if best_state is not None:
         model.load_state_dict(best_state)
+    if method.finish(model, scenario):  # a stage after training (DFR): the kept model changed
+        ev = {"type": "eval", "epoch": result.best["epoch"], "step": step, "posthoc": method.name,
+              **evaluate(model, method, eval_scenario)}
+        result.history.append(ev)
+        result.best = ev
+        emit(ev)
     result.wall_time = time.perf_counter() - t0
     emit({"type": "end", "best": result.best, "wall_time": result.wall_time,
           "images_per_second": result.images_per_second, "stopped": stop})

@@ -112,9 +112,10 @@ def test_callback_can_stop(tiny_scenario):
 
 
 def test_selection_never_uses_test_sets(tiny_scenario):
-    result = train(RunConfig().override(TINY), tiny_scenario)
-    best_sel = max(ev["acc"]["selection"]["y"] for ev in result.history)
-    assert result.best["acc"]["selection"]["y"] == best_sel
+    cfg = RunConfig().override(TINY)
+    result = train(cfg, tiny_scenario)
+    rule = cfg.train.select
+    assert result.best["select"][rule] == max(ev["select"][rule] for ev in result.history)
 
 
 def test_cell_balanced_accuracy_does_not_reward_the_shortcut():

@@ -1,19 +1,29 @@
 """The method interface and its registry.
 
 A method is what a run optimises beyond the network itself: the encoder's loss, the extra
-networks it trains (an estimator, an adversary, attention) and how it alternates their steps.
-The trainer calls only this interface and knows no method by name.
+networks it trains (an estimator, an adversary, attention), its optimisers and how it
+alternates their steps. It owns its step, as DomainBed's algorithms do:
+
+    method.setup(model, train_split, train_cfg, generator)   # once: optimisers, weights, stages
+    for each epoch:  order = method.epoch_order()             # the epoch's training indices
+        for each batch:  for logs in method.update(batch, progress): ...   # one dict per step
+    method.finish(model, scenario)                            # after the kept model is restored
+
+The trainer is the loop (epochs, evaluation, keeping the model, callbacks) and calls only this
+interface; it knows no method by name.
 """
 
 from __future__ import annotations
 
+import collections
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mimmx.config import MethodConfig
+from mimmx.config import MethodConfig, TrainConfig
 from mimmx.errors import ConfigError
 from mimmx.models.dls import alpha_y_schedule, dls_gammas
 
@@ -25,6 +35,37 @@ def cell_balancing_weights(y: Tensor, z: Tensor) -> Tensor:
     cells = torch.cat([y[:, None], z], 1)
     _, inverse, counts = torch.unique(cells, dim=0, return_inverse=True, return_counts=True)
     return 1.0 / counts[inverse].float()
+
+
+def batches_of(x: Tensor) -> Tensor:
+    """uint8 (B, H, W) -> float (B, 1, H, W) in [0, 1]."""
+    return x.unsqueeze(1).float().div_(255.0)
+
+
+@dataclass
+class Trainee:
+    """What a method trains on, handed over by :meth:`Method.setup`: the network, the training
+    split (on the device), the training settings and the run's seeded generator (the only
+    source of batch randomness). A plain object, so the network is not a submodule of the
+    method (their state dicts stay apart)."""
+
+    model: nn.Module
+    data: object  # mimmx.scenarios.SplitData
+    cfg: TrainConfig
+    generator: torch.Generator
+
+    @property
+    def device(self) -> torch.device:
+        return self.data.x.device
+
+    @property
+    def amp(self) -> bool:
+        return self.cfg.amp and self.device.type == "cuda"
+
+    def forward(self, idx: Tensor):
+        """(parts, logits) of training images ``idx``, under autocast when ``amp``."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            return self.model(batches_of(self.data.x[idx]))
 
 
 def register(name: str):
@@ -52,15 +93,26 @@ class Method(nn.Module):
     """The plain objective (the baseline): L = Σ_i γ_i L_i over the y head (i = 0) and the z_i
     heads, γ_i = 1, or Dynamic Loss Scaling when ``dls`` is on (poster eq. 2-3).
 
+    Steps alternate as in MIMM, one encoder step then N_B − 1 estimator steps
+    (``method.alternation``): ``per_batch``, the original loop, shares the epoch's batches
+    (batch k trains the encoder when k mod N_B = 0); ``per_step`` gives every batch an encoder
+    step and draws the estimator's batches separately, so the encoder is updated as often as
+    the baseline's (``method.estimator_batches=bank``: the estimator steps reuse the features of
+    the last N_B − 1 encoder steps' penalty batches, no extra encoder pass). A method without
+    networks of its own trains the encoder on every batch.
+
     Subclasses override :meth:`penalty` (a dependence term added with weight λ),
     :meth:`estimator_loss` (trained on detached features in the N_B − 1 steps between encoder
-    steps) and :meth:`sample_weights`. Class attributes ``dls``/``caw`` fix a switch for the
-    method (None: taken from the config).
+    steps), :meth:`task_losses`, :meth:`sample_weights`, and for stages of their own
+    :meth:`setup` and :meth:`finish`. Class attributes ``dls``/``caw`` fix a switch for the
+    method (None: taken from the config); ``holdout`` asks the scenario for its cell-balanced
+    ``holdout`` split.
     """
 
     name = "base"
     dls: bool | None = None
     caw: bool | None = None
+    holdout = False
 
     def __init__(self, cfg: MethodConfig, dims: Dims, n_epochs: int):
         super().__init__()
@@ -101,6 +153,114 @@ class Method(nn.Module):
         alpha_y = alpha_y_schedule(self.cfg.alpha_y, self.cfg.beta_y, epoch, self.n_epochs)
         return dls_gammas(losses.detach(), alpha_y, self.cfg.alpha_z)
 
+    # --- the step: set-up, epoch order, update, finish -------------------------------------
+    def setup(self, model: nn.Module, data, cfg: TrainConfig, generator: torch.Generator) -> None:
+        """Before the first step: the optimisers (Adam on the network; Adam at
+        ``estimator.lr`` on the method's own networks), the sampling weights, the alternation."""
+        self.t = Trainee(model, data, cfg, generator)
+        m = self.cfg
+        if m.alternation not in ("per_step", "per_batch"):
+            raise ConfigError(f"method.alternation must be 'per_step' or 'per_batch', got {m.alternation!r}")
+        if m.estimator_batches not in ("forward", "bank"):
+            raise ConfigError(f"method.estimator_batches must be 'forward' or 'bank', "
+                              f"got {m.estimator_batches!r}")
+        if m.estimator_batches == "bank" and m.alternation != "per_step":
+            raise ConfigError("method.estimator_batches=bank needs method.alternation=per_step")
+        self.opt = self.make_optimiser(model, cfg)
+        self.opt_est = (torch.optim.Adam(self.parameters(), lr=m.estimator.lr)
+                        if self.has_estimator else None)
+        self.weights = self.sample_weights(data.y, data.z)
+        pen = self.penalty_sample_weights(data.y, data.z)
+        self.pen_weights = pen
+        self.draw_weights = pen.cpu() if pen is not None else torch.ones(len(data))
+        # the last N_B − 1 penalty batches of the encoder steps, features detached, newest last
+        self.bank: collections.deque = collections.deque(maxlen=max(self.n_b - 1, 1))
+        self.n_steps = 0
+
+    def make_optimiser(self, model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+        """The network's optimiser: Adam at ``train.lr`` with ``train.weight_decay``."""
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def epoch_order(self) -> Tensor:
+        """The training indices of one epoch: a permutation, or ``n`` draws with replacement
+        by :meth:`sample_weights` when the method resamples."""
+        t = self.t
+        n = len(t.data)
+        if self.weights is None:
+            order = torch.randperm(n, generator=t.generator)
+        else:
+            order = torch.multinomial(self.weights.cpu(), n, replacement=True, generator=t.generator)
+        return order.to(t.device)
+
+    def update(self, idx: Tensor, progress: float) -> Iterator[dict]:
+        """The steps of one training batch ``idx`` at fractional epoch ``progress``: one dict
+        of logs per step, with its ``kind`` ("encoder" | "estimator")."""
+        own_batches = self.cfg.alternation == "per_step"
+        if self.n_b == 1 or not own_batches:  # original: the epoch's batches are shared
+            kinds = ["encoder" if self.n_steps % self.n_b == 0 else "estimator"]
+        else:  # one encoder step on this batch, then N_B − 1 estimator steps on drawn batches
+            kinds = ["encoder"] + ["estimator"] * (self.n_b - 1)
+        for k, kind in enumerate(kinds):
+            if kind == "encoder":
+                logs = self.encoder_step(idx, self._draw() if self.pen_weights is not None else None,
+                                         progress)
+            else:
+                if self.cfg.estimator_batches == "bank":  # k-th newest penalty batch, fresh shuffles
+                    batch = self.bank[-1 - (k - 1) % len(self.bank)]
+                else:
+                    batch = self._features(self._draw() if own_batches or self.pen_weights is not None
+                                           else idx)
+                logs = self.estimator_step(batch)
+            self.n_steps += 1
+            yield {"kind": kind, **logs}
+
+    def finish(self, model: nn.Module, scenario) -> bool:
+        """A stage after training, on the kept model (e.g. DFR's last-layer refit); True when
+        it changed the model. The base method has none."""
+        return False
+
+    def _draw(self) -> Tensor:
+        """A batch of training indices for the estimator or the penalty: drawn with the
+        method's penalty weights (e.g. cell-balanced), else uniformly."""
+        t = self.t
+        return torch.multinomial(self.draw_weights, t.cfg.batch_size, replacement=True,
+                                 generator=t.generator).to(t.device)
+
+    def encoder_step(self, idx: Tensor, pen_idx: Tensor | None, progress: float) -> dict:
+        """One step of the network on :meth:`encoder_loss`; the penalty on the batch ``pen_idx``
+        when given."""
+        t = self.t
+        parts, logits = t.forward(idx)
+        y, z = t.data.y[idx], t.data.z[idx]
+        pen_batch = (parts, y, z)
+        if pen_idx is not None:
+            pen_parts, _ = t.forward(pen_idx)
+            pen_batch = (pen_parts, t.data.y[pen_idx], t.data.z[pen_idx])
+        with torch.autocast(t.device.type, dtype=torch.bfloat16, enabled=t.amp):
+            loss, logs = self.encoder_loss(parts, logits, y, z, progress, pen_batch)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        if self.cfg.estimator_batches == "bank":
+            self.bank.append(([p.detach().float() for p in pen_batch[0]], pen_batch[1], pen_batch[2]))
+        return logs
+
+    @torch.no_grad()
+    def _features(self, idx: Tensor) -> tuple:
+        """(parts, y, z) of training images ``idx``, for the estimator (no gradient to the encoder)."""
+        parts, _ = self.t.forward(idx)
+        return [p.float() for p in parts], self.t.data.y[idx], self.t.data.z[idx]
+
+    def estimator_step(self, batch: tuple) -> dict:
+        """One step of the method's own networks on :meth:`estimator_loss`."""
+        parts, y, z = batch
+        est_loss = self.estimator_loss(parts, y, z)
+        self.opt_est.zero_grad(set_to_none=True)
+        est_loss.backward()
+        self.opt_est.step()
+        return {"estimator_loss": float(est_loss.detach())}
+
+    # --- the objective ----------------------------------------------------------------------
     def penalty(self, parts: list[Tensor], y: Tensor, z: Tensor) -> tuple[Tensor | None, dict]:
         """The dependence term between f_y = parts[0] and f_z = parts[1:] (None: no term)."""
         return None, {}
@@ -122,8 +282,7 @@ class Method(nn.Module):
         """L = Σ γ_i L_i + λ·penalty; ``epoch`` is fractional (e.g. 2.5). The penalty is computed
         on ``penalty_batch = (parts, y, z)`` when given (see :meth:`penalty_sample_weights`),
         else on the training batch."""
-        targets = [y, *z.unbind(1)]
-        losses = torch.stack([F.cross_entropy(lg, t) for lg, t in zip(logits, targets)])
+        losses = self.task_losses(logits, y, z)
         gammas = self.gammas(losses, epoch)
         loss = (gammas * losses).sum()
         logs = {f"loss_{k}": float(v) for k, v in zip(self.head_names, losses.detach())}
@@ -140,6 +299,11 @@ class Method(nn.Module):
             logs.update(pen_logs)
         logs["loss"] = float(loss.detach())
         return loss, logs
+
+    def task_losses(self, logits: list[Tensor], y: Tensor, z: Tensor) -> Tensor:
+        """L_0..L_N: the cross-entropy of the y head and of every z_i head, (N + 1,)."""
+        targets = [y, *z.unbind(1)]
+        return torch.stack([F.cross_entropy(lg, t) for lg, t in zip(logits, targets)])
 
     @staticmethod
     def _gradient_ratio(task: Tensor, parts: list[Tensor], penalty: Tensor,

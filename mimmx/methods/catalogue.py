@@ -10,6 +10,9 @@
 | adversarial        | Σ L_i + λ CE(adversary(GRL(f_y)), z)  (Ganin 2015)    | off   | off   |
 | mimm               | Σ L_i + λ MINE(f_y, f_z1): one factor (Fay 2023)      | off   | off   |
 | mimmx              | Σ γ_i L_i + λ MINE(f_y, CAW(f_z1..f_zN)) (Fay 2025)   | cfg   | cfg   |
+| groupdro           | Σ_g q_g L_0,g + Σ_i≥1 L_i, q ← q·e^{η L_0,g}  (Sagawa 2020) | off | off |
+| jtt                | Σ L_i on a set with an ERM's errors ×λ_up (Liu 2021)  | off   | off   |
+| dfr                | Σ L_i, then the y readout refit on held-out balanced data (Kirichenko 2023) | off | off |
 
 "cfg": taken from ``method.dls`` / ``method.caw`` (the poster's ablation rows). CAW acts only
 through the dependence term, so for ``baseline_dls_caw`` it has nothing to weight and the row
@@ -18,11 +21,15 @@ equals baseline + DLS; the name follows the poster's row.
 
 from __future__ import annotations
 
+import copy
+
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mimmx.errors import ConfigError
-from mimmx.methods.base import Dims, Method, cell_balancing_weights, register
+from mimmx.methods.base import Dims, Method, Trainee, batches_of, cell_balancing_weights, register
 from mimmx.models.caw import CAW, CAWEstimator
 from mimmx.models.estimators import DependenceEstimator, build_estimator
 
@@ -164,3 +171,180 @@ class MIMM(DependencePenalty):
 @register("mimmx")
 class MIMMX(DependencePenalty):
     estimator_name = "mine"
+
+
+def cell_index(y: Tensor, z: Tensor, n_y: int, n_z: tuple[int, ...]) -> Tensor:
+    """The cell (group) g = (y, z_1..z_N) of each example as one integer, mixed radix:
+    g = ((y · K_1 + z_1) · K_2 + z_2) …, in [0, n_y Π K_i)."""
+    g = y.clone()
+    for i, k in enumerate(n_z):
+        g = g * k + z[:, i]
+    return g
+
+
+@register("groupdro")
+class GroupDRO(Method):
+    """Group DRO (Sagawa et al., ICLR 2020, Algorithm 1) over the cells g = (y, z_1..z_N):
+
+        q_g ← q_g · exp(η · L_0,g) for the cells in the batch, q ← q / Σ q
+        L = Σ_g q_g L_0,g + Σ_{i≥1} L_i
+
+    L_0,g is the y cross-entropy averaged over the batch's examples of cell g; the z heads keep
+    their plain losses. As the paper advises, a strong L2 penalty (``method.group_l2``, Adam's
+    weight decay) keeps the network from fitting the small cells exactly, where their loss, and
+    with it their weight, would vanish. Uses the factor labels in training."""
+
+    dls, caw = False, False
+
+    def __init__(self, cfg, dims: Dims, n_epochs: int):
+        super().__init__(cfg, dims, n_epochs)
+        if not cfg.group_eta > 0:
+            raise ConfigError(f"method.group_eta must be > 0, got {cfg.group_eta}")
+        n_groups = dims.n_y * int(np.prod(dims.n_z))
+        self.register_buffer("q", torch.full((n_groups,), 1.0 / n_groups))
+
+    def make_optimiser(self, model, cfg):
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=self.cfg.group_l2)
+
+    def task_losses(self, logits, y, z):
+        losses = super().task_losses(logits, y, z)
+        g = cell_index(y, z, self.dims.n_y, self.dims.n_z)
+        per_example = F.cross_entropy(logits[0], y, reduction="none")
+        n = torch.zeros_like(self.q).index_add_(0, g, torch.ones_like(per_example))
+        group_loss = torch.zeros_like(self.q).index_add_(0, g, per_example) / n.clamp(min=1)
+        present = n > 0
+        with torch.no_grad():
+            self.q[present] *= torch.exp(self.cfg.group_eta * group_loss[present].detach())
+            self.q /= self.q.sum()
+        return torch.cat([(self.q * group_loss).sum()[None], losses[1:]])
+
+    def settings(self) -> dict:
+        return {**super().settings(), "eta": self.cfg.group_eta, "l2": self.cfg.group_l2}
+
+
+@register("jtt")
+class JTT(Method):
+    """Just Train Twice (Liu et al., ICML 2021). Stage 1: an identification model of the same
+    architecture and initial weights trains by ERM (Σ L_i) for ``method.jtt_epochs`` epochs; its
+    error set E is the training images whose y it gets wrong. Stage 2: the network trains by
+    ERM on the training set with E upsampled λ_up times (``method.jtt_upweight``):
+    sampling weights w(x) = λ_up if x ∈ E else 1. No factor labels are used in training."""
+
+    dls, caw = False, False
+
+    def setup(self, model, data, cfg, generator):
+        if self.cfg.jtt_epochs < 1 or not self.cfg.jtt_upweight >= 1:
+            raise ConfigError(f"method.jtt_epochs must be ≥ 1 and method.jtt_upweight ≥ 1, got "
+                              f"{self.cfg.jtt_epochs} and {self.cfg.jtt_upweight}")
+        self.error_set = self.identify(copy.deepcopy(model), data, cfg, generator)
+        super().setup(model, data, cfg, generator)
+
+    def identify(self, model: nn.Module, data, cfg, generator: torch.Generator) -> Tensor:
+        """Stage 1: train ``model`` by ERM for ``jtt_epochs`` epochs; the mask of the training
+        images whose y it then predicts wrongly (eval mode)."""
+        erm = Method(self.cfg, self.dims, self.n_epochs)
+        erm.use_dls = False
+        erm.setup(model, data, cfg, generator)
+        steps = len(data) // cfg.batch_size
+        for epoch in range(self.cfg.jtt_epochs):
+            order = erm.epoch_order()
+            for b in range(steps):
+                for _ in erm.update(order[b * cfg.batch_size:(b + 1) * cfg.batch_size], epoch + b / steps):
+                    pass
+        model.eval()
+        wrong = []
+        with torch.no_grad():
+            for start in range(0, len(data), 256):
+                idx = torch.arange(start, min(start + 256, len(data)), device=data.x.device)
+                _, logits = Trainee(model, data, cfg, generator).forward(idx)
+                wrong.append(logits[0].argmax(1) != data.y[idx])
+        return torch.cat(wrong)
+
+    def sample_weights(self, y, z):
+        return 1.0 + (self.cfg.jtt_upweight - 1.0) * self.error_set.float()
+
+    def settings(self) -> dict:
+        return {**super().settings(), "jtt_epochs": self.cfg.jtt_epochs,
+                "jtt_upweight": self.cfg.jtt_upweight, "error_set": int(self.error_set.sum())}
+
+
+DFR_C = (1.0, 0.7, 0.3, 0.1, 0.07, 0.03, 0.01)  # inverse L1 strengths tried (Kirichenko et al.)
+
+
+@register("dfr")
+class DFR(Method):
+    """Deep Feature Reweighting (Kirichenko et al., ICLR 2023): train by ERM (Σ L_i), keep the
+    model by the selection rule, then refit its last layer to y (:meth:`MIMMNet.y_readout`) by
+    L1-regularised logistic regression on the scenario's ``holdout`` split: images of the
+    official train split outside training, every cell (y, z_1..z_N) equally frequent. The
+    penultimate features are standardised; C is chosen from :data:`DFR_C` by worst-cell
+    accuracy on one half of the holdout after fitting on the other, then the fit is redone on
+    all of it. Uses factor labels only in the holdout."""
+
+    dls, caw = False, False
+    holdout = True
+
+    def finish(self, model, scenario) -> bool:
+        if "holdout" not in scenario.splits:
+            raise ConfigError("dfr needs the scenario's holdout split (ScenarioSpec.n_holdout > 0); "
+                              "build the scenario with mimmx.trainer.build_scenario")
+        from sklearn.linear_model import LogisticRegression
+
+        hold = scenario.splits["holdout"]
+        linear, rows = model.y_readout()
+        x = self._penultimate(model, linear, hold).numpy().astype(np.float64)
+        y = hold.y.numpy()
+        g = cell_index(hold.y, hold.z, self.dims.n_y, self.dims.n_z).numpy()
+        mean, std = x.mean(0), x.std(0) + 1e-6
+        x = (x - mean) / std
+        rng = np.random.default_rng(self._seed)
+        half = np.zeros(len(y), bool)
+        for cell in np.unique(g):  # a stratified half of every cell (the larger half fits)
+            members = rng.permutation(np.flatnonzero(g == cell))
+            half[members[: (len(members) + 1) // 2]] = True
+
+        def fit(c: float, rows_: np.ndarray) -> LogisticRegression:
+            return LogisticRegression(C=c, l1_ratio=1.0, solver="saga", max_iter=2000).fit(
+                x[rows_], y[rows_])
+
+        def worst(clf: LogisticRegression) -> float:
+            right = clf.predict(x[~half]) == y[~half]
+            return min(right[g[~half] == cell].mean() for cell in np.unique(g[~half]))
+
+        if (~half).any() and len(np.unique(y[half])) == len(np.unique(y)):
+            self.chosen_c = max(DFR_C, key=lambda c: worst(fit(c, half)))  # ties: the weakest L1
+        else:  # too few held-out images per cell to choose: the weakest L1
+            self.chosen_c = DFR_C[0]
+        clf = fit(self.chosen_c, np.ones(len(y), bool))
+        w, b = clf.coef_ / std, clf.intercept_ - (clf.coef_ / std) @ mean  # on raw features
+        if w.shape[0] == 1:  # binary: logits (−s/2, s/2) give the same softmax as s = w·x + b
+            w, b = np.concatenate([-w / 2, w / 2]), np.concatenate([-b / 2, b / 2])
+        if w.shape[0] != rows:
+            raise ConfigError(f"dfr: the y readout has {rows} outputs but y has {w.shape[0]} classes")
+        with torch.no_grad():
+            linear.weight[:rows] = torch.as_tensor(w, dtype=linear.weight.dtype)
+            linear.bias[:rows] = torch.as_tensor(b, dtype=linear.bias.dtype)
+        return True
+
+    def seed(self, seed: int) -> None:
+        super().seed(seed)
+        self._seed = seed
+
+    @staticmethod
+    @torch.no_grad()
+    def _penultimate(model, linear: nn.Linear, split, batch_size: int = 256) -> Tensor:
+        """The inputs of ``linear`` for every image of ``split`` (eval mode), on the CPU."""
+        seen = []
+        handle = linear.register_forward_hook(lambda m, inp, out: seen.append(inp[0].detach().float().cpu()))
+        device, was_training = next(model.parameters()).device, model.training
+        model.eval()
+        try:
+            for start in range(0, len(split), batch_size):
+                model(batches_of(split.x[start:start + batch_size].to(device)))
+        finally:
+            handle.remove()
+            model.train(was_training)
+        return torch.cat(seen)
+
+    def settings(self) -> dict:
+        return {**super().settings(), "C": getattr(self, "chosen_c", None)}

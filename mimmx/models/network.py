@@ -34,6 +34,16 @@ class MIMMNet(nn.Module):
             self.encoder = build_encoder(encoder, sum(self.dims), in_channels=in_channels, **kw)
         self.heads = SplitHeads(self.dims, n_classes, head=head)
 
+    def y_readout(self) -> tuple[nn.Linear, int]:
+        """The last linear layer on the way to the y logits and how many of its output rows are
+        the y logits: the y head (all rows) when heads are linear; with identity heads, the
+        encoder's final Linear, whose first ``f_y_dim`` rows are f_y (DFR refits these)."""
+        if self.heads.head == "linear":
+            return self.heads.heads[0], self.heads.heads[0].out_features
+        trunk = self.encoder.encoders[0] if isinstance(self.encoder, _Concat) else self.encoder
+        linear = [m for m in trunk.modules() if isinstance(m, nn.Linear)][-1]
+        return linear, self.dims[0]
+
     def forward(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         f = self.encoder(x)  # (B, d_y + Σ d_zi)
         parts = self.heads.split(f)

@@ -12,6 +12,17 @@ The counts of every cell (y, z_1..z_N) are n · P rounded by largest remainder, 
 contingency tables are exact, not sampled. ``train`` and ``selection`` (the confounded split
 for model selection) come from the official train split; ``validation``, ``inverted`` and
 ``balanced`` from the official test split. No image is in two splits.
+
+Three options of a spec change this plan:
+- ``y_source``: y is *induced* like a factor (an image transform chosen by y, e.g. Morpho-MNIST
+  fractures), so any image of the dataset can carry either value of y;
+- ``confounded=False``: ``train`` and ``selection`` are drawn with every z_i independent of y and
+  uniform (P_s(z_i | y) = 1 / K_i): the unconfounded model's data, the Oracle row. The test sets
+  stay those of the confounded spec (they depend on P(z_i | y) only through their own
+  conditionals, which do not change);
+- ``n_holdout`` > 0: a ``holdout`` split from the unused official-train images, cell-balanced
+  (every (y, z_1..z_N) equally likely): group-labelled data outside training, for methods that
+  refit on it (DFR).
 """
 
 from __future__ import annotations
@@ -29,7 +40,7 @@ from mimmx.errors import UserError
 from mimmx.scenarios.factors import INDUCED, NATURAL, Context, check_factor_source
 
 TEST_SETS = ("validation", "inverted", "balanced")
-SPLITS = ("train", "selection", *TEST_SETS)
+SPLITS = ("train", "selection", *TEST_SETS, "holdout")  # holdout: only when n_holdout > 0
 
 
 class InfeasibleScenarioError(UserError, ValueError):
@@ -64,6 +75,8 @@ class ScenarioSpec:
     factors: tuple[FactorSpec, ...]
     y_groups: tuple[tuple[int, ...], ...] | None = None  # y = index of the group holding the class
     y_names: tuple[str, ...] | None = None
+    # y induced by the transform INDUCED[y_source] (y_groups then only choose the usable classes)
+    y_source: str | None = None
     p_y: tuple[float, ...] | None = None  # default: uniform (or the tables' row sums)
     # P(recorded y ≠ the image's class group): the image determines y only up to this rate, as
     # age is only partly readable from a brain MRI; a shortcut then pays at any training size
@@ -71,6 +84,8 @@ class ScenarioSpec:
     n_train: int = 20000
     n_selection: int = 2000
     n_test: int = 3000  # per test set
+    n_holdout: int = 0  # cell-balanced images from the official train split, outside training
+    confounded: bool = True  # False: train and selection with z independent of y (the Oracle's data)
     story: str = ""
 
 
@@ -114,7 +129,11 @@ class Scenario:
 
     @property
     def y_names(self) -> tuple[str, ...]:
-        return self.spec.y_names or tuple(str(k) for k in range(self.n_y))
+        if self.spec.y_names:
+            return self.spec.y_names
+        if self.spec.y_source:
+            return INDUCED[self.spec.y_source].values
+        return tuple(str(k) for k in range(self.n_y))
 
     def contingency(self, splits=None) -> pd.DataFrame:
         """Tidy table of counts and ratios of (y, z_i) per split and factor."""
@@ -210,7 +229,13 @@ def _generator(seed: int, *parts: str) -> torch.Generator:
 
 
 def _labels_y(spec: ScenarioSpec, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Primary label per image (-1: the class is in no group and is not used)."""
+    """Primary label per image (-1: the class is in no group and is not used). With an induced y
+    every usable image is 0 here: its y is assigned when it is drawn."""
+    if spec.y_source is not None:
+        usable = torch.ones_like(labels, dtype=torch.bool)
+        if spec.y_groups is not None:
+            usable = torch.isin(labels, torch.tensor([c for g in spec.y_groups for c in g]))
+        return torch.where(usable, 0, -1), INDUCED[spec.y_source].n_values
     if spec.y_groups is None:
         return labels.clone(), int(labels.max()) + 1
     lut = torch.full((int(labels.max()) + 1,), -1, dtype=torch.long)
@@ -237,6 +262,11 @@ def build(spec: ScenarioSpec, seed: int = 0, root=None, base: dict | None = None
     ``source`` is a key of it.
     """
     attributes = attributes or {}
+    if spec.y_source is not None:
+        check_factor_source("induced", spec.y_source, spec.dataset, "y")
+        if spec.y_noise > 0:
+            raise InfeasibleScenarioError(f"scenario {spec.name!r}: y_noise needs a y read from the "
+                                          "labels, not an induced y (y_source)")
     for f in spec.factors:
         if not (f.kind == "natural" and f.source in attributes):
             check_factor_source(f.kind, f.source, spec.dataset, f.name)
@@ -270,13 +300,16 @@ def build(spec: ScenarioSpec, seed: int = 0, root=None, base: dict | None = None
         for s in base:
             z_nat[s][:, i] = (values[s] > thr).long()
 
-    plan = [("train", "train", spec.n_train), ("selection", "train", spec.n_selection),
-            *[(t, "test", spec.n_test) for t in TEST_SETS]]
+    train_like = "train" if spec.confounded else "balanced"  # the conditionals of train and selection
+    plan = [("train", "train", spec.n_train, train_like), ("selection", "train", spec.n_selection, train_like),
+            *[(t, "test", spec.n_test, t) for t in TEST_SETS]]
+    if spec.n_holdout > 0:
+        plan.append(("holdout", "train", spec.n_holdout, "balanced"))
     used = {s: torch.zeros(len(base[s].labels), dtype=torch.bool) for s in base}
     splits = {}
-    for name, source, n in plan:
+    for name, source, n, like in plan:
         splits[name] = _draw(spec, name, source, n, seed, base[source], y_all[source], z_nat[source],
-                             used[source], p_y, split_conditionals(cond, name), natural)
+                             used[source], p_y, split_conditionals(cond, like), natural)
     z_values = [INDUCED[f.source].values if f.kind == "induced" else (f"{f.source} low", f"{f.source} high")
                 for f in spec.factors]
     return Scenario(spec, seed, splits, n_y, z_values, cond, p_y, thresholds)
@@ -288,14 +321,14 @@ def _draw(spec, name, source, n, seed, base, y_all, z_nat, used, p_y, cond, natu
     gen = _generator(seed, spec.name, name)
     perm = torch.randperm(len(y_all), generator=gen)
     # the pool key of an image: y and its natural factor values (induced ones are assigned freely)
-    key_of = y_all.clone()
+    key_of = y_all.clamp(max=0) if spec.y_source else y_all.clone()  # an induced y is not in the pool key
     for i in natural:
         key_of = key_of * 2 + z_nat[:, i]
     order = perm[~used[perm] & (y_all[perm] >= 0)]
     taken_idx, taken_cell = [], []
     needed: dict[int, list[tuple[int, ...]]] = {}
     for cell, k in counts.items():
-        key = cell[0]
+        key = 0 if spec.y_source else cell[0]
         for i in natural:
             key = key * 2 + cell[1 + i]
         needed.setdefault(key, []).extend([cell] * k)
@@ -303,8 +336,9 @@ def _draw(spec, name, source, n, seed, base, y_all, z_nat, used, p_y, cond, natu
         pool = order[key_of[order] == key]
         if len(pool) < len(cells):
             cell = cells[0]
-            desc = ", ".join([f"y={spec.y_names[cell[0]] if spec.y_names else cell[0]}"] +
-                             [f"{spec.factors[i].name}={cell[1 + i]}" for i in natural])
+            desc = ", ".join(([] if spec.y_source else
+                              [f"y={spec.y_names[cell[0]] if spec.y_names else cell[0]}"]) +
+                             [f"{spec.factors[i].name}={cell[1 + i]}" for i in natural]) or "any image"
             raise InfeasibleScenarioError(
                 f"scenario {spec.name!r}, split {name!r}: the cell ({desc}) needs {len(cells)} images but "
                 f"only {len(pool)} unused {source}-split images have these labels; lower n_"
@@ -322,6 +356,8 @@ def _draw(spec, name, source, n, seed, base, y_all, z_nat, used, p_y, cond, natu
     y, z = cells[:, 0], cells[:, 1:]
     x = base.images[index].clone()
     ctx = Context(spec.dataset, source, index, gen)
+    if spec.y_source is not None:  # y's own transform first, on the plain images
+        x = INDUCED[spec.y_source].fn(x, y, ctx)
     induced = sorted((i for i, f in enumerate(spec.factors) if f.kind == "induced"),
                      key=lambda i: INDUCED[spec.factors[i].source].stage)
     for i in induced:

@@ -77,6 +77,22 @@ def site(images: torch.Tensor, z: torch.Tensor, ctx: Context) -> torch.Tensor:
     return out
 
 
+def fractured(num_frac: int) -> Callable[[torch.Tensor, torch.Tensor, Context], torch.Tensor]:
+    """z = 1: the digit with ``num_frac`` Morpho-MNIST fractures (breaks across the pen stroke,
+    :func:`mimmx.morpho.fracture`); z = 0: the digit as written. A digit's fractures depend on
+    its index in the official split only, so every scenario and seed breaks it the same way."""
+    def fn(images: torch.Tensor, z: torch.Tensor, ctx: Context) -> torch.Tensor:
+        from mimmx.morpho import fracture
+
+        b = z.bool()
+        out = images.clone()
+        if b.any():
+            seed = 0 if ctx.split == "train" else 1
+            out[b] = fracture(images[b], seed=seed, indices=ctx.index[b].numpy(), num_frac=num_frac)
+        return out
+    return fn
+
+
 BORDER_PATTERNS = ("L", "R", "T", "B", "LR", "TB", "LT", "RB", "LB", "RT")
 
 
@@ -117,6 +133,12 @@ def intensity(images: torch.Tensor, z: torch.Tensor, ctx: Context) -> torch.Tens
 INDUCED: dict[str, Induced] = {
     "thickness": Induced(thickness, 2, ("thin", "thick"), stage=0, datasets=("mnist",),
                          description="Morpho-MNIST thinning / thickening of the strokes"),
+    "fracture": Induced(fractured(1), 2, ("intact", "fractured"), stage=0, datasets=("mnist",),
+                        description="one Morpho-MNIST fracture across the pen stroke"),
+    "fracture2": Induced(fractured(2), 2, ("intact", "fractured"), stage=0, datasets=("mnist",),
+                         description="two Morpho-MNIST fractures across the pen stroke"),
+    "fracture3": Induced(fractured(3), 2, ("intact", "fractured"), stage=0, datasets=("mnist",),
+                         description="three Morpho-MNIST fractures (the reference's setting)"),
     "site": Induced(site, 2, ("site A", "site B"), stage=1,
                     description="scanner-like change: gamma, background, blur, noise"),
     "border": Induced(border, len(BORDER_PATTERNS), BORDER_PATTERNS, stage=1,
