@@ -28,7 +28,7 @@ from mimmx.config import RunConfig
 from mimmx.errors import UserError
 from mimmx.evaluation.report import SHORT, to_records
 from mimmx.evaluation.tables import DASH, accuracy_table, probe_table, summarise, to_markdown
-from mimmx.experiments import EXPERIMENTS, FULL_ROWS, POSTER_Y, Row, row_config, rows
+from mimmx.experiments import EXPERIMENTS, FULL_ROWS, ORACLE, PEER_ROWS, POSTER_Y, Row, row_config, rows
 from mimmx.results import Progress, ResultStore, run_many, seeds_list
 
 POSTER_SETS = ("validation", "inverted", "balanced")  # the poster's columns
@@ -208,6 +208,19 @@ def beside_poster(experiment: str, heads: pd.DataFrame) -> pd.DataFrame | None:
     return pd.concat([ours, theirs.map(lambda v: DASH if pd.isna(v) else f"{v:.1f}")], axis=1)
 
 
+def against_oracle(heads: pd.DataFrame) -> pd.DataFrame | None:
+    """Every row's y accuracy on Inverted and its worst group (Balanced set) beside the
+    Oracle's, and the gap (row − Oracle, points; means over seeds); None without an Oracle."""
+    y = heads[heads["head"] == "f_y→y"]
+    means = y.groupby(["method", "test_set"], sort=False)["accuracy"].mean().unstack()
+    if ORACLE.label not in means.index or "worst" not in means.columns:
+        return None
+    ceiling = means.loc[ORACLE.label]
+    table = pd.DataFrame({"Inv.": means["inverted"], "Inv. − Oracle": means["inverted"] - ceiling["inverted"],
+                          "Worst": means["worst"], "Worst − Oracle": means["worst"] - ceiling["worst"]})
+    return table.rename_axis("method").round(1).map(lambda v: f"{v:+.1f}" if v < 0 else f"{v:.1f}")
+
+
 def reproduction_markdown(experiment: str, t: Collected, meta: dict) -> str:
     from mimmx.scenarios import get_spec
 
@@ -223,8 +236,15 @@ def reproduction_markdown(experiment: str, t: Collected, meta: dict) -> str:
               f"Model selection: {_selection_rule(meta['select'])}; the Inverted "
               "and Balanced sets are never used to select or tune.", ""]
     lines.append(to_markdown(heads_for_poster(t.heads),
-                             f"(a) Classification accuracy [%] across the evaluation sets "
+                             f"(a) Classification accuracy [%] across the evaluation sets; "
+                             f"Worst: the lowest y accuracy over the Balanced set's cells (y, z_1..z_N) "
                              f"({_spread(n_seeds)})"))
+    ceiling = against_oracle(t.heads)
+    if ceiling is not None:
+        lines.append(to_markdown(ceiling, "Every row against the Oracle (the same model and number of "
+                                          "images trained without confounding, on the same test sets): "
+                                          "f_y → y on Inverted and the worst group of the Balanced set, "
+                                          "means over seeds [%], gaps in points"))
     side = beside_poster(experiment, t.heads)
     if side is not None:
         lines.append(to_markdown(side, "f_y → y beside the poster's (its real cohorts; ours: the "
@@ -286,7 +306,7 @@ class Sweep:
 def method_row(name: str) -> Row:
     """A method by its poster-row slug (``baseline``, ``dcor``, ``mimm``, ``mimmx`` = MIMM-X
     with DLS and CAW, ``mimmx_dls``, …)."""
-    by_slug = {r.slug: r for r in FULL_ROWS}
+    by_slug = {r.slug: r for r in (*FULL_ROWS, ORACLE, *PEER_ROWS)}
     if name not in by_slug:
         raise UserError(f"unknown method {name!r}; choose from {', '.join(by_slug)}")
     return by_slug[name]

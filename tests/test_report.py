@@ -33,10 +33,13 @@ def report(tiny_run):
 def test_report_tables_have_the_poster_shape(tiny_run, report):
     heads = report.heads_table()
     assert list(heads.index) == ["f_y→y", "f_z1→z1", "f_z2→z2"]
-    assert list(heads.columns) == ["Val.", "Inv.", "Bal."]
+    assert list(heads.columns) == ["Val.", "Inv.", "Bal.", "Worst"]
     # the run holds the model chosen on the selection split, so its heads reproduce that event
     best = tiny_run.best["acc"]
     assert heads.loc["f_y→y", "Inv."] == pytest.approx(best["inverted"]["y"])
+    assert heads.loc["f_y→y", "Worst"] == pytest.approx(tiny_run.best["worst"]["balanced"])
+    assert heads.loc["f_y→y", "Worst"] <= min(heads.loc["f_y→y", ["Val.", "Inv.", "Bal."]])
+    assert heads[["Worst"]].iloc[1:].isna().all().all()  # the worst group is y's only
     assert heads.loc["f_z2→z2", "Val."] == pytest.approx(best["validation"]["z2"])
 
     assert len(report.probes) == 2 * 3 * 3  # probes × parts × labels
@@ -109,7 +112,7 @@ def test_reproduce_end_to_end_and_reuse(real_data, tmp_path, monkeypatch, capsys
     assert "| 86.3 | 70.4 | 76.5 |" in md.split("beside the poster")[1]    # 86.3 / 70.4 / 76.5
     twin = json.loads((out / "exp2.json").read_text())
     assert twin["runs"] == 4 and twin["trained"] == 4 and twin["seeds"] == [0, 1]
-    assert len(twin["tables"]["heads"]) == 4 * 9  # rows × seeds × (3 heads × 3 sets)
+    assert len(twin["tables"]["heads"]) == 4 * 10  # rows × seeds × (3 heads × 3 sets + y's worst group)
     heads = res.tables.heads
     baseline_inv = heads[(heads["method"] == "Baseline") & (heads["head"] == "f_y→y")
                          & (heads["test_set"] == "inverted")]
@@ -125,6 +128,20 @@ def test_reproduce_end_to_end_and_reuse(real_data, tmp_path, monkeypatch, capsys
     assert "[4/4]" in capsys.readouterr().out
     twin = json.loads((out / "exp2.json").read_text())
     assert twin["reused"] == 4 and twin["select"] == ["y_cell_balanced"]
+
+
+def test_every_row_is_read_against_the_oracle():
+    import pandas as pd
+
+    from mimmx.reproduce import against_oracle
+
+    rows = [{"method": m, "seed": s, "head": "f_y→y", "test_set": t, "accuracy": v + s}
+            for m, inv, worst in (("Baseline", 30.0, 10.0), ("Oracle (no confounding)", 88.0, 80.0))
+            for s in (0, 2) for t, v in (("validation", 95.0), ("inverted", inv), ("worst", worst))]
+    table = against_oracle(pd.DataFrame(rows))
+    assert table.loc["Baseline"].tolist() == ["31.0", "-58.0", "11.0", "-70.0"]
+    assert table.loc["Oracle (no confounding)", "Inv. − Oracle"] == "0.0"
+    assert against_oracle(pd.DataFrame(rows[:6])) is None  # no Oracle row, no comparison
 
 
 def test_sweep_end_to_end(real_data, tmp_path):

@@ -219,3 +219,60 @@ def test_label_noise_flips_y_at_its_rate_and_keeps_the_tables(real_data):
     assert torch.equal(again.splits["train"].y, noisy.splits["train"].y)
     with pytest.raises(InfeasibleScenarioError, match=r"y_noise = 0.5 must be in \[0, 0.5\)"):
         build_named("exp2", seed=3, y_noise=0.5, **SMALL)
+
+
+PAIR = ScenarioSpec("pair", "fashion-mnist", y_groups=((2,), (4,)), n_train=1000, n_selection=200, n_test=200,
+                    factors=(FactorSpec("marker", "induced", "marker", r=0.9),
+                             FactorSpec("intensity", "induced", "intensity", r=0.9)))
+
+
+def test_unconfounded_training_keeps_the_test_sets(real_data):
+    """confounded=False (the Oracle's data): train and selection with z independent of y and
+    uniform, the same number of images, and the very same test sets."""
+    conf = build(PAIR, seed=1)
+    free = build(dataclasses.replace(PAIR, confounded=False), seed=1)
+    for name in ("train", "selection"):
+        s = free.splits[name]
+        assert len(s) == len(conf.splits[name])
+        for i in range(2):
+            for y in range(2):
+                for z in range(2):
+                    assert _ratio(s, i, y, z) == pytest.approx(0.25, abs=2 / len(s)), (name, i, y, z)
+    for name in ("validation", "inverted", "balanced"):
+        a, b = conf.splits[name], free.splits[name]
+        assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y) and torch.equal(a.z, b.z), name
+
+
+def test_holdout_is_cell_balanced_unused_and_leaves_the_rest(real_data):
+    plain = build(PAIR, seed=2)
+    with_holdout = build(dataclasses.replace(PAIR, n_holdout=400), seed=2)
+    hold = with_holdout.splits["holdout"]
+    assert "holdout" not in plain.splits and len(hold) == 400 and hold.source == "train"
+    cells = torch.unique(torch.cat([hold.y[:, None], hold.z], 1), dim=0, return_counts=True)[1]
+    assert cells.tolist() == [50] * 8  # every (y, z1, z2) cell equally frequent
+    for name in ("train", "selection"):
+        assert torch.equal(plain.splits[name].index, with_holdout.splits[name].index)
+        assert not set(hold.index.tolist()) & set(plain.splits[name].index.tolist())
+
+
+def test_induced_y_fractures_any_digit(real_data):
+    """y_source: y is an image transform (Morpho-MNIST fractures), so each y value takes digits
+    of every class; y = 0 leaves the digit as written, y = 1 removes ink from it."""
+    from mimmx import data
+
+    spec = ScenarioSpec("frac", "mnist", y_source="fracture2", n_train=600, n_selection=100, n_test=100,
+                        factors=(FactorSpec("marker", "induced", "marker", r=0.9),))
+    sc = build(spec, seed=0)
+    assert sc.y_names == ("intact", "fractured") and sc.n_y == 2
+    s = sc.splits["train"]
+    images, labels = data.load("mnist", "train")
+    plain = images[s.index].clone()
+    plain[s.z[:, 0] == 0, 1:5, 1:5] = 255  # the marker, as the factor draws it
+    plain[s.z[:, 0] == 1, 1:5, -5:-1] = 255
+    intact = s.y == 0
+    assert torch.equal(s.x[intact], plain[intact])
+    ink = lambda x: x.float().sum((1, 2))  # noqa: E731
+    assert (ink(s.x[~intact]) < ink(plain[~intact])).float().mean() > 0.95
+    for y in range(2):
+        assert len(labels[s.index[s.y == y]].unique()) == 10
+    assert build(spec, seed=0).splits["train"].x.equal(s.x)  # fractures are seeded

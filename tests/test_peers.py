@@ -1,0 +1,130 @@
+"""The subpopulation-shift peers (GroupDRO, JTT, DFR) and the pieces they rest on, each on
+data where the answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from mimmx.config import RunConfig
+from mimmx.methods import Dims, build_method
+from mimmx.methods.catalogue import DFR_C, cell_index
+from mimmx.scenarios.builder import SplitData
+from mimmx.trainer import worst_group_accuracy
+
+
+def marker_split(n: int, r: float, seed: int = 0) -> SplitData:
+    """Blank 28×28 images whose only content is a marker (left: z = 0, right: z = 1), with
+    P(z = y) = r: y itself cannot be read from the image, only the shortcut can."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n,), generator=g)
+    agree = torch.rand(n, generator=g) < r
+    z = torch.where(agree, y, 1 - y)
+    x = torch.zeros(n, 28, 28, dtype=torch.uint8)
+    x[z == 0, 10:18, 2:8] = 255
+    x[z == 1, 10:18, -8:-2] = 255
+    return SplitData(x, y, z[:, None], torch.arange(n), "train")
+
+
+def test_worst_group_accuracy_is_the_lowest_cell():
+    y = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    z = torch.tensor([[0], [0], [1], [1], [0], [0], [1], [1]])
+    pred = torch.tensor([0, 0, 0, 1, 0, 1, 1, 1])  # cells: 100, 50, 50, 100
+    assert worst_group_accuracy(pred, y, z) == pytest.approx(50.0)
+    assert worst_group_accuracy(y, y, z) == pytest.approx(100.0)
+
+
+def test_cell_index_is_mixed_radix():
+    y = torch.tensor([0, 1, 1])
+    z = torch.tensor([[0, 2], [1, 0], [1, 2]])
+    assert cell_index(y, z, 2, (2, 3)).tolist() == [2, 9, 11]  # (y·2 + z1)·3 + z2
+
+
+def test_groupdro_weights_move_to_the_worst_group():
+    """q_g ← q_g exp(η L_g), normalised; the y loss is Σ_g q_g L_g over the batch's groups."""
+    cfg = RunConfig().override(["method.name=groupdro", "method.group_eta=0.5"]).method
+    method = build_method(cfg, Dims(2, (2,), 2, (2,)), 1)
+    y = torch.tensor([0, 0, 1, 1])
+    z = torch.tensor([[0], [1], [0], [1]])
+    logits = torch.tensor([[4.0, -4.0], [4.0, -4.0], [4.0, -4.0], [-4.0, 4.0]])  # cell (1, 0) wrong
+    z_logits = torch.zeros(4, 2)
+    losses = method.task_losses([logits, z_logits], y, z)
+    per = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+    q = torch.exp(0.5 * per) / torch.exp(0.5 * per).sum()  # from uniform q, one example per cell
+    assert method.q.argmax().item() == cell_index(y[2:3], z[2:3], 2, (2,)).item()
+    assert torch.allclose(method.q, q)
+    assert losses[0].item() == pytest.approx(float((q * per).sum()), rel=1e-5)
+    assert losses[1].item() == pytest.approx(float(np.log(2)), rel=1e-5)  # z head: plain CE
+
+
+def test_jtt_error_set_is_the_shortcut_minority():
+    """On images that show only the shortcut, ERM learns the marker, so its errors are exactly
+    the training images whose marker disagrees with y; those are upweighted λ_up times."""
+    data = marker_split(1200, r=0.9)
+    cfg = RunConfig().override(["method.name=jtt", "method.jtt_epochs=2", "method.jtt_upweight=20.0",
+                                "train.batch_size=60", "train.lr=0.003", "model.f_y_dim=2"])
+    from mimmx.models.network import MIMMNet
+
+    torch.manual_seed(0)
+    model = MIMMNet("conv4", 2, [2], [2, 2], head="identity", width=8, separate_encoders=True)
+    method = build_method(cfg.method, Dims(2, (2,), 2, (2,)), 4)
+    method.setup(model, data, cfg.train, torch.Generator().manual_seed(0))
+    minority = data.z[:, 0] != data.y
+    agreement = (method.error_set == minority).float().mean().item()
+    assert agreement > 0.97, agreement
+    w = method.sample_weights(data.y, data.z)
+    assert set(w.unique().tolist()) == {1.0, 20.0}
+    assert torch.equal(w == 20.0, method.error_set)
+    before = [p.clone() for p in model.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # stage 1 trained a copy
+
+
+class _TwoFeatures(nn.Module):
+    """A network whose penultimate features are hand-made: (brightness of the image's top half,
+    brightness of its right half), read out to the y logits by one Linear (the 'last layer')."""
+
+    def __init__(self):
+        super().__init__()
+        self.readout = nn.Linear(2, 2)
+
+    def y_readout(self):
+        return self.readout, 2
+
+    def forward(self, x):
+        h = x.shape[-2] // 2
+        feats = torch.stack([x[:, 0, :h].mean((1, 2)), x[:, 0, :, -6:].mean((1, 2))], 1)
+        logits = self.readout(feats)
+        return [logits], [logits]
+
+
+def test_dfr_refits_the_last_layer_on_the_core_feature():
+    """ERM's readout uses the spurious feature (right marker); DFR refits it on held-out,
+    cell-balanced images, where only the core feature (a bright top half, = y) predicts y, so
+    the refit model is right whatever the marker says."""
+    n = 400
+    g = torch.Generator().manual_seed(1)
+    y = torch.randint(0, 2, (n,), generator=g)
+    z = torch.randint(0, 2, (n,), generator=g)  # balanced: independent of y
+    x = torch.zeros(n, 28, 28, dtype=torch.uint8)
+    x[y == 1, :14] += 80
+    x[z == 1, :, -6:] = 255
+    hold = SplitData(x, y, z[:, None], torch.arange(n), "train")
+    model = _TwoFeatures()
+    with torch.no_grad():  # a shortcut readout: y = 1 iff the right marker is bright
+        model.readout.weight[:] = torch.tensor([[0.0, -10.0], [0.0, 10.0]])
+        model.readout.bias.zero_()
+    method = build_method(RunConfig().override(["method.name=dfr"]).method, Dims(2, (2,), 2, (2,)), 1)
+    method.seed(0)
+
+    def acc() -> float:
+        with torch.no_grad():
+            pred = model(x.unsqueeze(1).float() / 255)[1][0].argmax(1)
+        return worst_group_accuracy(pred, y, z[:, None])
+
+    assert acc() == 0.0  # the shortcut readout fails the cells where z ≠ y
+    scenario = type("S", (), {"splits": {"holdout": hold}})()
+    assert method.finish(model, scenario)
+    assert acc() == 100.0
+    assert method.chosen_c in DFR_C  # every cell right: the marker no longer decides
