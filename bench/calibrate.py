@@ -8,6 +8,7 @@ the Balanced set, the kept epoch, wall time.
 
     python bench/calibrate.py --candidates exp1_fracture exp2_pullover_coat --seeds 0 [--jobs 2]
         [--out docs/study/session9.jsonl]
+    python bench/calibrate.py --summary docs/study/session9.jsonl   # the rule applied to the lines
 
 Each job runs on one torch thread; --jobs runs that many in parallel (forked) processes.
 """
@@ -91,6 +92,37 @@ def job(args: tuple) -> dict:
             "build_s": round(t_build, 1), "wall_s": round(result.wall_time, 1)}
 
 
+POSTER_INVERTED = {"exp1": 27.2, "exp2": 42.6, "exp3": 57.4}
+ORACLE_FLOOR = {"exp1": 85.0, "exp2": 80.0, "exp3": 80.0}
+
+
+def summary(path: str) -> str:
+    """Mean ± std per candidate and row over the seeds in ``path`` (the last line of each
+    (candidate, row, seed) counts), and the calibration rule's verdict (docs/study/session9.md)."""
+    import pandas as pd
+
+    from mimmx.evaluation.tables import mean_std
+
+    lines = [json.loads(t) for t in open(path) if t.strip()]
+    d = pd.DataFrame([x for x in lines if not x.get("extra")]).drop_duplicates(
+        ["candidate", "row", "seed"], keep="last")
+    out = ["| candidate | seeds | Baseline Val | Baseline Inv | Baseline Worst | Oracle Inv | Oracle Worst | verdict |",
+           "|---|---|---|---|---|---|---|---|"]
+    for cand, g in d.groupby("candidate", sort=False):
+        exp = CANDIDATES[cand][0]
+        b, o = g[g.row == "Baseline"], g[g.row == "Oracle"]
+        seeds = sorted(set(b.seed) & set(o.seed))
+        b, o = b[b.seed.isin(seeds)], o[o.seed.isin(seeds)]
+        misses = {"Val ≥ 90": max(0.0, 90 - b.validation.mean()),
+                  f"|Inv − {POSTER_INVERTED[exp]}| ≤ 10": max(0.0, abs(b.inverted.mean() - POSTER_INVERTED[exp]) - 10),
+                  f"Oracle Inv ≥ {ORACLE_FLOOR[exp]:.0f}": max(0.0, ORACLE_FLOOR[exp] - o.inverted.mean())}
+        verdict = ("qualifies" if not any(misses.values()) else
+                   "misses " + ", ".join(f"{k} by {v:.1f}" for k, v in misses.items() if v))
+        out.append(f"| {cand} | {len(seeds)} | {mean_std(b.validation)} | {mean_std(b.inverted)} | "
+                   f"{mean_std(b.worst_group)} | {mean_std(o.inverted)} | {mean_std(o.worst_group)} | {verdict} |")
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
@@ -99,7 +131,11 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], help="extra key=value overrides")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--out", default=None, help="append the JSON lines to this file too")
+    ap.add_argument("--summary", default=None, help="print the rule's table for these JSON lines, train nothing")
     a = ap.parse_args()
+    if a.summary:
+        print(summary(a.summary))
+        return
     for name, (_, spec) in CANDIDATES.items():
         SCENARIOS[name] = spec
     jobs = [(c, row == "Baseline", s, a.set) for s in a.seeds for c in a.candidates for row in a.rows]

@@ -41,7 +41,7 @@ def _one_torch_thread():
 
 @pytest.fixture(scope="session")
 def morpho_table(real_data):
-    """The Morpho-MNIST table (thin/thick digits) that exp1 and morpho need: built once per
+    """The Morpho-MNIST table (thin/thick digits) that exp1_digits and morpho need: built once per
     machine into the cache (about two to four minutes on 2 cores), loaded in under 2 s after."""
     from mimmx.morpho import load_table
 

@@ -31,7 +31,11 @@ def test_poster_settings_per_experiment():
     assert not plain.method.dls and not plain.method.caw
     assert {r.method for r in rows("exp1")} >= {"baseline", "baseline_dls_caw", "rebalance", "dcor",
                                                  "mmd", "adversarial", "mimm", "mimmx"}
-    assert set(EXPERIMENTS) == {"exp1", "exp2", "exp3", "morpho", "fashion"}
+    assert set(EXPERIMENTS) == {"exp1", "exp2", "exp3", "exp1_digits", "morpho", "fashion"}
+    for exp in EXPERIMENTS:  # every table carries the unconfounded ceiling
+        assert rows(exp)[0].slug == "oracle" and row_config(exp, rows(exp)[0]).scenario.confounded is False
+    for exp in ("exp1", "exp2", "exp3"):
+        assert {"groupdro", "jtt", "dfr"} <= {r.method for r in rows(exp)}
 
 
 def test_only_the_mimmx_rows_use_one_mine_per_factor_averaged():

@@ -1,4 +1,4 @@
-"""The MNIST scenarios that need the Morpho-MNIST table (thin/thick digits): exp1 and morpho.
+"""The MNIST scenarios that need the Morpho-MNIST table (thin/thick digits): exp1_digits and morpho.
 
 The table is built once per machine (about two minutes on 2 cores) into the cache folder and
 loaded in under two seconds afterwards."""
@@ -16,8 +16,8 @@ def table(morpho_table):
     return morpho_table
 
 
-def test_exp1_thickness_is_the_morpho_perturbation(table):
-    sc = build_named("exp1", seed=0, **SMALL)
+def test_exp1_digits_thickness_is_the_morpho_perturbation(table):
+    sc = build_named("exp1_digits", seed=0, **SMALL)
     s = sc.splits["balanced"]
     i_thick = sc.factor_names.index("thickness")
     i_site = sc.factor_names.index("site")
@@ -33,8 +33,8 @@ def test_exp1_thickness_is_the_morpho_perturbation(table):
     assert thin_t.mean() < metrics.mean() < thick_t.mean()
 
 
-def test_exp1_site_changes_the_whole_image(table):
-    sc = build_named("exp1", seed=0, **SMALL)
+def test_exp1_digits_site_changes_the_whole_image(table):
+    sc = build_named("exp1_digits", seed=0, **SMALL)
     s = sc.splits["train"]
     site_b = s.z[:, sc.factor_names.index("site")] == 1
     # site B lifts the background (x' = 0.12 + ... ≈ 31 grey levels) and adds noise
@@ -43,8 +43,8 @@ def test_exp1_site_changes_the_whole_image(table):
     assert s.x[site_b].float().std(dim=(1, 2)).mean() > 0
 
 
-def test_exp1_and_morpho_tables(table):
-    for name, r in [("exp1", 0.9), ("morpho", 0.9)]:
+def test_exp1_digits_and_morpho_tables(table):
+    for name, r in [("exp1_digits", 0.9), ("morpho", 0.9)]:
         sc = build_named(name, seed=1, **SMALL)
         for split, expect in [("train", r), ("inverted", 1 - r), ("balanced", 0.5)]:
             d = sc.splits[split]

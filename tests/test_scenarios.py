@@ -186,7 +186,7 @@ def test_cli_json(real_data):
 
 def test_replace_keeps_spec_frozen():
     spec = dataclasses.replace(SCENARIOS["exp2"], n_train=10)
-    assert spec.n_train == 10 and SCENARIOS["exp2"].n_train == 20000
+    assert spec.n_train == 10 and SCENARIOS["exp2"].n_train == 9000
 
 
 def test_sample_grid_shows_each_cell(exp2):

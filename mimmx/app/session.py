@@ -82,7 +82,8 @@ def default_request(scenario: str = "exp1") -> Request:
     """The poster's settings of an experiment, with the app's short default training."""
     m = EXPERIMENTS[scenario][0]["method"]
     labels = [r.label for r in rows(scenario)]
-    methods = ("Baseline", labels[-1]) if labels[-1] != "Baseline" else ("Baseline",)
+    shown = [m for m in ("Baseline", "MIMM-X + DLS + CAW", "MIMM") if m in labels]
+    methods = tuple(shown[:2])
     defaults = RunConfig().method
     r = get_spec(scenario).factors[0].r if takes_r(scenario) else None  # the slider's start
     return Request(scenario, methods, r, m.get("lam", defaults.lam),

@@ -87,6 +87,7 @@ class ScenarioSpec:
     n_holdout: int = 0  # cell-balanced images from the official train split, outside training
     confounded: bool = True  # False: train and selection with z independent of y (the Oracle's data)
     story: str = ""
+    draws: str | None = None  # the name the random draws are seeded by (default: ``name``)
 
 
 @dataclass
@@ -278,7 +279,7 @@ def build(spec: ScenarioSpec, seed: int = 0, root=None, base: dict | None = None
         raise InfeasibleScenarioError(f"scenario {spec.name!r}: y_noise = {spec.y_noise} must be in "
                                       f"[0, {(n_y - 1) / n_y:g}) (at {(n_y - 1) / n_y:g} y is pure noise)")
     if spec.y_noise > 0:
-        y_all = {s: _noisy_labels(y, n_y, spec.y_noise, _generator(seed, spec.name, "y_noise", s))
+        y_all = {s: _noisy_labels(y, n_y, spec.y_noise, _generator(seed, spec.draws or spec.name, "y_noise", s))
                  for s, y in y_all.items()}
     p_y, cond = _conditionals(spec, n_y)
 
@@ -318,7 +319,7 @@ def build(spec: ScenarioSpec, seed: int = 0, root=None, base: dict | None = None
 def _draw(spec, name, source, n, seed, base, y_all, z_nat, used, p_y, cond, natural) -> SplitData:
     """Pick images for every cell of one split, mark them used, and apply the induced factors."""
     counts = cell_counts(n, p_y, cond)
-    gen = _generator(seed, spec.name, name)
+    gen = _generator(seed, spec.draws or spec.name, name)
     perm = torch.randperm(len(y_all), generator=gen)
     # the pool key of an image: y and its natural factor values (induced ones are assigned freely)
     key_of = y_all.clamp(max=0) if spec.y_source else y_all.clone()  # an induced y is not in the pool key
