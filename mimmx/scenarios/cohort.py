@@ -664,7 +664,7 @@ def write_example_cohort(folder: str | Path, n: int = 5000, seed: int = 0, r_sit
     without replacement) and ``folder/cohort.csv`` one row per image: ``path, patient_id, study,
     view, site, sex, age, effusion``. Patients have one to three studies and keep their
     diagnosis, site, sex and age (+1 year per study). The ground truth y ("effusion") is the
-    garment: long sleeves (pullover, coat, shirt) vs T-shirt / dress, as in the ``exp2`` analogue.
+    garment: long sleeves (pullover, coat, shirt) vs T-shirt / dress.
 
     What the rules have to deal with: ``effusion`` is ``present`` / ``absent``, but a fraction
     ``uncertain`` of the reports say ``uncertain`` and ``blank`` are empty; ``sex`` is
