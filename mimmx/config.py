@@ -124,8 +124,7 @@ class TrainConfig:
     channels_last: bool = False
     # which evaluation's model is kept, judged on the confounded selection split only:
     # "y_cell_balanced" (its y accuracy with every cell (y, z_1..z_N) weighing the same, so that
-    # a shortcut does not pay; docs/why-mimmx-works.md §12.3) | "y" (its plain y accuracy, the
-    # rule of the results stored before session 8)
+    # a shortcut does not pay; docs/why-mimmx-works.md §12.3) | "y" (its plain y accuracy)
     select: str = "y_cell_balanced"
 
 

@@ -28,7 +28,16 @@ from mimmx.config import RunConfig
 from mimmx.errors import UserError
 from mimmx.evaluation.report import SHORT, to_records
 from mimmx.evaluation.tables import DASH, accuracy_table, probe_table, summarise, to_markdown
-from mimmx.experiments import EXPERIMENTS, FULL_ROWS, ORACLE, PEER_ROWS, POSTER_Y, Row, row_config, rows
+from mimmx.experiments import (
+    EXPERIMENTS,
+    FULL_ROWS,
+    ORACLE,
+    PEER_ROWS,
+    POSTER_Y,
+    Row,
+    row_config,
+    rows,
+)
 from mimmx.results import Progress, ResultStore, run_many, seeds_list
 
 POSTER_SETS = ("validation", "inverted", "balanced")  # the poster's columns
