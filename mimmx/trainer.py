@@ -118,7 +118,12 @@ def _forward(model: MIMMNet, split, batch_size: int) -> dict[str, torch.Tensor]:
 def kept_evaluation(history: Sequence[dict], select: str) -> dict:
     """The eval event a run keeps under ``select`` (:data:`SELECT`): the best
     ``ev["select"][select]``, the latest among equals, exactly as :func:`train` keeps it, so
-    that the other rule's model can be read off a finished run's history."""
+    that the other rule's model can be read off a finished run's history. A run with a stage
+    after training (DFR) kept the model of its ``posthoc`` event (what the stage would have made
+    of the other rule's epoch is not in the history)."""
+    posthoc = [ev for ev in history if ev.get("posthoc")]
+    if posthoc:
+        return posthoc[-1]
     evals = [ev for ev in history if ev.get("select")]
     return max(reversed(evals), key=lambda ev: ev["select"][select])
 

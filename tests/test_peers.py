@@ -12,7 +12,7 @@ from mimmx.config import RunConfig
 from mimmx.methods import Dims, build_method
 from mimmx.methods.catalogue import DFR_C, cell_index
 from mimmx.scenarios.builder import SplitData
-from mimmx.trainer import worst_group_accuracy
+from mimmx.trainer import kept_evaluation, worst_group_accuracy
 
 
 def marker_split(n: int, r: float, seed: int = 0) -> SplitData:
@@ -128,3 +128,11 @@ def test_dfr_refits_the_last_layer_on_the_core_feature():
     assert method.finish(model, scenario)
     assert acc() == 100.0
     assert method.chosen_c in DFR_C  # every cell right: the marker no longer decides
+
+
+def test_a_posthoc_stage_is_the_kept_evaluation():
+    history = [{"epoch": 1, "select": {"y": 90.0, "y_cell_balanced": 60.0}},
+               {"epoch": 2, "select": {"y": 80.0, "y_cell_balanced": 70.0}},
+               {"epoch": 2, "posthoc": "dfr", "select": {"y": 70.0, "y_cell_balanced": 65.0}}]
+    assert kept_evaluation(history[:2], "y")["epoch"] == 1
+    assert kept_evaluation(history, "y") is history[2]
