@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mimmx.errors import ConfigError
-from mimmx.methods.base import Dims, Method, Trainee, batches_of, cell_balancing_weights, register
+from mimmx.methods.base import Dims, Method, batches_of, cell_balancing_weights, register
 from mimmx.models.caw import CAW, CAWEstimator
 from mimmx.models.estimators import DependenceEstimator, build_estimator
 
@@ -256,7 +256,7 @@ class JTT(Method):
         with torch.no_grad():
             for start in range(0, len(data), 256):
                 idx = torch.arange(start, min(start + 256, len(data)), device=data.x.device)
-                _, logits = Trainee(model, data, cfg, generator).forward(idx)
+                _, logits = erm.t.forward(idx)
                 wrong.append(logits[0].argmax(1) != data.y[idx])
         return torch.cat(wrong)
 
