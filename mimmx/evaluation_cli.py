@@ -87,7 +87,8 @@ def _progress(total: int):
         state["done"] += 1
         from mimmx.evaluation.report import method_name
 
-        c, acc, name = record["config"], record["best"]["acc"], method_name(record["method"])
+        c, acc = record["config"], record["best"]["acc"]
+        name = record.get("row") or method_name(record["method"])  # reproduce: the row's label
         r = f" r={c['scenario']['r']}" if c["scenario"].get("r") is not None else ""
         took = "stored" if reused else f"{record['wall_time']['total']:.0f} s"
         print(f"[{state['done']}/{total}] {c['scenario']['name']}{r} {name} seed {c['seed']}"

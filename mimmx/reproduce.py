@@ -123,9 +123,10 @@ def reproduce(experiment: str, seeds: int | Iterable[int] = 3, *, overrides: Seq
     jobs = [(row, row_config(experiment, row, s).override(list(overrides)))
             for row in chosen for s in seed_list]
     reused = []
+    labels = {cfg.hash(): row.label for row, cfg in jobs}
     records = run_many([cfg for _, cfg in jobs], store, backend=backend, workers=workers,
                        address=address, threads=threads, eval_options=eval_options,
-                       progress=_counting(progress, reused))
+                       progress=_counting(progress, reused, labels))
     labelled = [(row.label, rec) for (row, _), rec in zip(jobs, records)]
     tables = collect(labelled)
     command = command or _command("reproduce", experiment, "--seeds", str(len(seed_list)),
@@ -147,11 +148,14 @@ def reproduce(experiment: str, seeds: int | Iterable[int] = 3, *, overrides: Seq
     return result
 
 
-def _counting(progress: Progress | None, reused: list) -> Progress:
+def _counting(progress: Progress | None, reused: list,
+              labels: dict[str, str] | None = None) -> Progress:
+    """Count the reused records; hand ``progress`` each record with its row label (``"row"``)."""
     def cb(record: dict, was_reused: bool) -> None:
         reused.append(was_reused)
         if progress:
-            progress(record, was_reused)
+            row = (labels or {}).get(record["key"])
+            progress({**record, "row": row} if row else record, was_reused)
     return cb
 
 

@@ -125,7 +125,9 @@ def test_reproduce_end_to_end_and_reuse(real_data, tmp_path, monkeypatch, capsys
     argv = ["reproduce", "exp2", "--seeds", "2", "--rows", "baseline", "mimmx",
             "--out", str(out), "--store", str(store.root)] + [f"--set={o}" for o in TINY[1:]]
     assert main(argv) == 0
-    assert "[4/4]" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "[4/4]" in printed
+    assert "exp2 MIMM-X + DLS + CAW seed 1 (stored)" in printed  # progress names the row
     twin = json.loads((out / "exp2.json").read_text())
     assert twin["reused"] == 4 and twin["select"] == ["y_cell_balanced"]
 

@@ -6,8 +6,8 @@ instant; UMAP and t-SNE take seconds (on 2 CPU cores: UMAP ~5 s for 2000 points,
 for 1000 and 4× that for 2000; see bench/bench_embeddings.py), so :func:`embeddings_frame`
 embeds a seeded random subsample for them by default (:data:`MAX_POINTS`). UMAP's first call
 in a process also compiles its numba kernels (~10–35 s on 2 cores): call
-:func:`warm_up_umap` with ``background=True`` when an app starts. umap-learn is imported lazily, so importing this
-module stays fast.
+:func:`warm_up_umap` with ``background=True`` when an app starts. umap-learn and plotly are imported
+lazily, so importing this module stays fast (and training needs neither).
 """
 
 from __future__ import annotations
@@ -15,14 +15,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
-from plotly.colors import qualitative
-from plotly.subplots import make_subplots
 
 from mimmx.evaluation.probes import as_numpy
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 METHODS = ("umap", "tsne", "pca")
 # default subsample size per method in embeddings_frame (None: every point)
@@ -146,6 +147,8 @@ def embeddings_frame(parts: Mapping[str, object], labels: Mapping[str, object],
 
 
 def _palette(n: int) -> list[str]:
+    from plotly.colors import qualitative
+
     colours = qualitative.Plotly if n <= 10 else qualitative.Alphabet
     return [colours[i % len(colours)] for i in range(n)]
 
@@ -185,6 +188,9 @@ def embedding_panels(parts: Mapping[str, object], colour_by: Mapping[str, object
     hover = np.full(n, "", dtype=object)
     for i, (lab, y) in enumerate(labels.items()):
         hover = hover + (", " if i else "") + f"{lab}=" + y.astype(str).astype(object)
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
     scatter = go.Scattergl if n > 5000 else go.Scatter  # WebGL only when large
 
     titled = any(coords)
