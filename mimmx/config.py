@@ -100,6 +100,9 @@ class MethodConfig:
     warmup_epochs: float = 0.0  # estimator-only steps before the penalty starts
     one_sided: bool = True  # the penalty's gradient reaches f_y only (f_z is held by its own heads)
     grad_scaling: bool = False  # scale λ·penalty so its gradient on f is at most the CE gradient's
+    # the penalty is max(0, D) per estimate: a negative MI estimate (a critic lagging behind the
+    # encoder) pays the encoder nothing instead of rewarding it
+    nonnegative: bool = False
     estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
     # GroupDRO (Sagawa et al. 2020): step size η of the online group weights, and its L2 penalty
     group_eta: float = 0.01
@@ -134,7 +137,7 @@ _HASH_NEUTRAL = {("train", "channels_last"): False, ("method", "estimator", "red
                  ("scenario", "y_noise"): None, ("train", "select"): "y",
                  ("scenario", "confounded"): True, ("method", "group_eta"): 0.01,
                  ("method", "group_l2"): 1e-3, ("method", "jtt_epochs"): 2,
-                 ("method", "jtt_upweight"): 10.0}
+                 ("method", "jtt_upweight"): 10.0, ("method", "nonnegative"): False}
 
 
 @dataclass

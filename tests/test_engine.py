@@ -290,3 +290,28 @@ def test_per_factor_mean_is_the_sum_over_n(caw):
     assert pens["mean"].item() == pytest.approx(pens["sum"].item() / 2, rel=1e-5)
     with pytest.raises(ConfigError, match="'sum' or 'mean'"):
         build_method(RunConfig().override(base + ["method.estimator.reduce=max"]).method, dims, 1)
+
+
+@pytest.mark.parametrize("per_factor", [False, True])
+def test_nonnegative_penalty_never_rewards_a_negative_estimate(per_factor):
+    """``method.nonnegative``: each estimate D enters as max(0, D); the logs keep the raw D."""
+    dims = Dims(4, (3, 3), 2, (2, 2))
+    base = TINY + ["method.name=mimmx", "method.caw=false",
+                   f"method.estimator.per_factor={str(per_factor).lower()}", "method.estimator.reduce=mean"]
+    parts = [torch.randn(32, 4, requires_grad=True), torch.randn(32, 3), torch.randn(32, 3)]
+    y, z = torch.randint(0, 2, (32,)), torch.randint(0, 2, (32, 2))
+    estimates = [-0.3, 0.2] if per_factor else [-0.3]
+    pens = {}
+    for nonneg in (False, True):
+        method = build_method(RunConfig().override(
+            base + [f"method.nonnegative={str(nonneg).lower()}"]).method, dims, 1)
+        for est, d in zip(method.estimators, estimates, strict=True):
+            est.penalty = lambda f_y, *_, d=d: d * f_y.sum() / f_y.sum().detach()  # value d, grad
+        pens[nonneg], _ = method.penalty(parts, y, z)
+    if per_factor:  # the mean over the two factors
+        assert pens[False].item() == pytest.approx((-0.3 + 0.2) / 2)
+        assert pens[True].item() == pytest.approx((0.0 + 0.2) / 2)
+    else:
+        assert pens[False].item() == pytest.approx(-0.3)
+        assert pens[True].item() == 0.0
+        assert torch.autograd.grad(pens[True], parts[0])[0].abs().sum() == 0  # no pull below 0

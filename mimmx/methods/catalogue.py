@@ -61,7 +61,8 @@ class DependencePenalty(Method):
     Per factor (``estimator.per_factor``): D = Σ_i D_i(f_y, f_zi), one estimator each; with CAW
     on, D = Σ_i N·w_i·D_i with w = softmax(D / τ), a soft maximum over the factors' leakage
     (``CAW.combine``). ``estimator.reduce = "mean"`` divides either by N (λ / N per factor).
-    See ``mimmx.models.caw`` for the reconstruction and its rationale.
+    See ``mimmx.models.caw`` for the reconstruction and its rationale. ``method.nonnegative``:
+    each estimate D enters as max(0, D), so a negative estimate never pays the encoder.
     """
 
     estimator_name: str | None = None  # None: method.estimator.name
@@ -118,6 +119,8 @@ class DependencePenalty(Method):
             terms = torch.stack([est.penalty(f_y, f_z, zs[:, [k]], y)
                                  for k, (est, f_z) in enumerate(zip(self.estimators, f_zs))])
             logs = {f"mi_z{i + 1}": float(t) for i, t in zip(self.factors, terms.detach())}
+            if self.cfg.nonnegative:
+                terms = terms.clamp(min=0)
             if self.attention is None:
                 return self.scale * terms.sum(), logs
             w = self.attention.weights(f_zs, scores=terms.detach())
@@ -127,7 +130,7 @@ class DependencePenalty(Method):
         pen = est.penalty(f_y, torch.cat(f_zs, 1), zs, y)
         w = getattr(est, "last_weights", None)
         logs = {} if w is None else {f"caw_z{i + 1}": float(v) for i, v in zip(self.factors, w.mean(0))}
-        return pen, logs
+        return (pen.clamp(min=0) if self.cfg.nonnegative else pen), logs
 
     def estimator_loss(self, parts, y, z):
         f_y, f_zs, zs = self._inputs([p.detach() for p in parts], z)
