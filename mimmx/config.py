@@ -74,6 +74,9 @@ class EstimatorConfig:
     # estimate on cell-balanced batches (every (y, z_1..z_N) cell equally likely), where y and z are
     # independent, so that a causal f_y has zero MI and only the shortcut is penalised
     balanced: bool = True
+    # MINE: standardise f_y and f_z over the batch before T, so that shrinking f_y cannot lower
+    # the estimate (MI is scale-invariant; T's BatchNorm of W_y f_y + W_z f_z is not)
+    standardize: bool = False
 
 
 @dataclass
@@ -137,7 +140,8 @@ _HASH_NEUTRAL = {("train", "channels_last"): False, ("method", "estimator", "red
                  ("scenario", "y_noise"): None, ("train", "select"): "y",
                  ("scenario", "confounded"): True, ("method", "group_eta"): 0.01,
                  ("method", "group_l2"): 1e-3, ("method", "jtt_epochs"): 2,
-                 ("method", "jtt_upweight"): 10.0, ("method", "nonnegative"): False}
+                 ("method", "jtt_upweight"): 10.0, ("method", "nonnegative"): False,
+                 ("method", "estimator", "standardize"): False}
 
 
 @dataclass

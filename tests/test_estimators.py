@@ -161,6 +161,23 @@ def test_mine_signs_and_no_side_effects_of_estimate():
     assert f_y.grad is not None and f_y.grad.abs().sum() > 0  # the encoder gets a gradient
 
 
+@pytest.mark.parametrize("marginals", ["all_pairs", "shuffle"])
+def test_standardized_mine_cannot_be_lowered_by_shrinking_f_y(marginals):
+    """``standardize=True``: the estimate is the same for f_y and 0.1·f_y + 3 (MI does not
+    change); without it, shrinking f_y against f_z moves T's estimate."""
+    g = torch.Generator().manual_seed(0)
+    f_y, f_z = gaussians(256, 2, 0.8, g)
+    values = {}
+    for standardize in (False, True):
+        torch.manual_seed(1)
+        mine = E.MINE(2, 2, width=16, marginals=marginals, standardize=standardize)
+        for scale, shift in ((1.0, 0.0), (0.1, 3.0)):
+            mine.generator = torch.Generator().manual_seed(2)  # the same shuffles
+            values[standardize, scale] = float(mine.dv(scale * f_y + shift, f_z, update_stats=False))
+    assert values[True, 1.0] == pytest.approx(values[True, 0.1], abs=1e-4)
+    assert abs(values[False, 1.0] - values[False, 0.1]) > 1e-3
+
+
 def test_shuffle_pairs_are_never_joint():
     perm = E._derangement(10, torch.device("cpu"))
     assert sorted(perm.tolist()) == list(range(10))

@@ -76,7 +76,7 @@ class DependencePenalty(Method):
         z_dims = [dims.f_z[i] for i in self.factors]
         options = {"mine": dict(width=e.width, marginals=e.marginals, gradient=e.gradient,
                                 ema_rate=e.ema_rate, conditional=e.conditional,
-                                n_shuffles=e.n_shuffles),
+                                n_shuffles=e.n_shuffles, standardize=e.standardize),
                    "adversarial": dict(hidden=e.width)}.get(name, {})
 
         def make(d_z: int, factors: list[int]) -> DependenceEstimator:

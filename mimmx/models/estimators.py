@@ -174,6 +174,11 @@ class StatisticsNetwork(nn.Module):
         return self.forward(rows_y, rows_z, update_stats).reshape(n_y, n_z)
 
 
+def _standardized(f: Tensor, eps: float = 1e-5) -> Tensor:
+    """(f − mean) / (std + eps) over the batch (dim 0), per feature."""
+    return (f - f.mean(0)) / (f.std(0, unbiased=False) + eps)
+
+
 def _derangement(n: int, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
     """A random permutation without fixed points: perm[i] ≠ i for all i (n ≥ 2)."""
     order = torch.randperm(n, generator=generator).to(device)
@@ -220,6 +225,12 @@ class MINE(DependenceEstimator):
 
     BatchNorm in T sees joint and marginal pairs in one batch, as in the original.
 
+    ``standardize=True``: f_y and f_z are each standardised over the batch, per dimension,
+    f ← (f − mean_B f) / (std_B f + 10⁻⁵), before T (gradients flow through the batch
+    statistics). MI is invariant to such a rescaling, but T's first BatchNorm normalises the
+    sum W_y f_y + W_z f_z, so without it an encoder lowers the estimate by shrinking f_y
+    against f_z rather than by removing what f_y shares with f_z.
+
     Gradient, ``gradient=``:
 
     - ``"biased"``: the plain gradient of DV (what the original code does). The gradient of
@@ -240,7 +251,8 @@ class MINE(DependenceEstimator):
 
     def __init__(self, d_y: int, d_z: int, width: int = 400, depth: int = 3,
                  marginals: str = "all_pairs", gradient: str = "ema", ema_rate: float = 0.01,
-                 n_shuffles: int = 1, split_first_layer: bool = True, conditional: bool = False):
+                 n_shuffles: int = 1, split_first_layer: bool = True, conditional: bool = False,
+                 standardize: bool = False):
         super().__init__(d_y, d_z)
         if marginals not in ("all_pairs", "shuffle"):
             raise ConfigError(f"MINE: marginals must be 'all_pairs' or 'shuffle', "
@@ -253,7 +265,7 @@ class MINE(DependenceEstimator):
             raise ConfigError(f"MINE: n_shuffles must be ≥ 1, got {n_shuffles}")
         self.marginals, self.gradient, self.ema_rate = marginals, gradient, ema_rate
         self.n_shuffles, self.split_first_layer = n_shuffles, split_first_layer
-        self.conditional = conditional
+        self.conditional, self.standardize = conditional, standardize
         self.T = StatisticsNetwork(d_y, d_z, width, depth)
         self.register_buffer("log_ema", torch.tensor(float("nan")))  # log of the EMA of E[e^T]
 
@@ -263,6 +275,8 @@ class MINE(DependenceEstimator):
         Conditional: marginal pairs only within the same class y."""
         self._check(f_y, f_z)
         n = f_y.shape[0]
+        if self.standardize:
+            f_y, f_z = _standardized(f_y), _standardized(f_z)
         if self.conditional and (y is None or y.shape != (n,)):
             raise ValueError("MINE(conditional=True) needs the class labels y (B,) to pair "
                              "samples within a class")
