@@ -11,6 +11,8 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -207,6 +209,26 @@ class RunConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _at_least(low: float, open_: bool = False) -> tuple[str, typing.Callable[[float], bool]]:
+    return (f"> {low:g}", lambda v: v > low) if open_ else (f"≥ {low:g}", lambda v: v >= low)
+
+
+# the valid range of every bounded key (checked when a config is built; None always passes)
+_RANGES: dict[str, tuple[str, typing.Callable[[float], bool]]] = {
+    **{f"scenario.{k}": _at_least(1) for k in ("n_train", "n_selection", "n_test")},
+    **{f"model.{k}": _at_least(1) for k in ("width", "f_y_dim", "f_z_dim")},
+    **{f"method.{k}": _at_least(0) for k in ("lam", "alpha_y", "alpha_z", "beta_y", "warmup_epochs",
+                                              "group_eta", "group_l2")},
+    "method.n_b": _at_least(1), "method.jtt_epochs": _at_least(1),
+    "method.jtt_upweight": _at_least(0, open_=True),
+    "method.estimator.width": _at_least(1), "method.estimator.n_shuffles": _at_least(1),
+    "method.estimator.ema_rate": ("in (0, 1]", lambda v: 0 < v <= 1),
+    "method.estimator.lr": _at_least(0, open_=True),
+    "train.epochs": _at_least(1), "train.batch_size": _at_least(2), "train.eval_every": _at_least(1),
+    "train.lr": _at_least(0, open_=True), "train.weight_decay": _at_least(0),
+}
+
+
 def _build(cls, d: Any, prefix: str):
     if not isinstance(d, dict):
         raise ConfigError(f"config section {prefix.rstrip('.') or '<top>'} must be a mapping, got {d!r}")
@@ -217,7 +239,15 @@ def _build(cls, d: Any, prefix: str):
         raise ConfigError(f"unknown config key {prefix + unknown[0]!r}; "
                           f"valid keys here: {', '.join(sorted(names))}")
     kwargs = {k: _coerce(hints[k], v, prefix + k) for k, v in d.items()}
+    for k, v in kwargs.items():
+        if v is not None and prefix + k in _RANGES:
+            desc, ok = _RANGES[prefix + k]
+            if not ok(v):
+                raise ConfigError(f"config key {prefix + k!r} must be {desc}, got {v!r}")
     return cls(**kwargs)
+
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def _coerce(tp, value, key: str):
@@ -237,8 +267,12 @@ def _coerce(tp, value, key: str):
             raise ConfigError(f"config key {key!r} must be an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key {key!r} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"config key {key!r} must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

@@ -1,5 +1,6 @@
 import hashlib
 import json
+import re
 
 import pytest
 
@@ -69,3 +70,31 @@ def test_keys_added_later_keep_old_hashes_at_their_neutral_value():
                    "method.nonnegative=true", "method.estimator.standardize=true"):
         assert cfg.override([change]).hash() != old, change
     assert RunConfig().hash() != old  # the default rule keeps models by the cell-balanced score
+
+
+@pytest.mark.parametrize("override, message", [
+    ("method.lam=-1", "'method.lam' must be ≥ 0, got -1.0"),
+    ("method.alpha_y=-1", "'method.alpha_y' must be ≥ 0"),
+    ("method.lam=.inf", "'method.lam' must be a finite number"),
+    ("method.lam=.nan", "'method.lam' must be a finite number"),
+    ("scenario.n_train=0", "'scenario.n_train' must be ≥ 1, got 0"),
+    ("scenario.n_test=-5", "'scenario.n_test' must be ≥ 1"),
+    ("model.width=0", "'model.width' must be ≥ 1"),
+    ("train.lr=0", "'train.lr' must be > 0"),
+    ("train.batch_size=1", "'train.batch_size' must be ≥ 2"),
+    ("method.estimator.ema_rate=2", "'method.estimator.ema_rate' must be in (0, 1]"),
+])
+def test_out_of_range_values_are_refused_with_the_range(override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        RunConfig().override([override])
+
+
+def test_yaml_1_1_exponent_numbers_are_numbers(tmp_path):
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; a float key takes it as the number."""
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lr: 1e-3\nmethod:\n  lam: 2E+0\n")
+    cfg = RunConfig.from_yaml(path)
+    assert cfg.train.lr == 1e-3 and cfg.method.lam == 2.0
+    assert RunConfig().override(["train.lr=1e-4"]).train.lr == 1e-4
+    with pytest.raises(ConfigError, match="must be a number, got '1e-3x'"):
+        RunConfig().override(["train.lr=1e-3x"])
