@@ -315,3 +315,12 @@ def test_nonnegative_penalty_never_rewards_a_negative_estimate(per_factor):
         assert pens[False].item() == pytest.approx(-0.3)
         assert pens[True].item() == 0.0
         assert torch.autograd.grad(pens[True], parts[0])[0].abs().sum() == 0  # no pull below 0
+
+
+def test_an_estimator_name_the_method_would_ignore_is_refused():
+    dims = Dims(4, (3, 3), 2, (2, 2))
+    with pytest.raises(ConfigError, match="'mimmx' always uses the 'mine' estimator"):
+        build_method(RunConfig().override(["method.name=mimmx", "method.estimator.name=dcor"]).method,
+                     dims, 1)
+    for ok in (["method.name=dcor"], ["method.name=dcor", "method.estimator.name=dcor"]):
+        assert build_method(RunConfig().override(ok).method, dims, 1).name == "dcor"

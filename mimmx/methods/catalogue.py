@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mimmx.config import EstimatorConfig
 from mimmx.errors import ConfigError
 from mimmx.methods.base import Dims, Method, batches_of, cell_balancing_weights, register
 from mimmx.models.caw import CAW, CAWEstimator
@@ -72,6 +73,11 @@ class DependencePenalty(Method):
         super().__init__(cfg, dims, n_epochs)
         e = cfg.estimator
         name = self.estimator_name or e.name
+        if self.estimator_name and e.name not in (self.estimator_name, EstimatorConfig.name):
+            raise ConfigError(f"method {cfg.name!r} always uses the {self.estimator_name!r} "
+                              f"estimator; method.estimator.name={e.name!r} would be ignored. "
+                              f"Leave it at {EstimatorConfig.name!r}, or choose the method that "
+                              f"uses {e.name!r} (e.g. method.name={_METHOD_OF.get(e.name, e.name)})")
         self.factors = [0] if self.only_first_factor else list(range(len(dims.f_z)))
         z_dims = [dims.f_z[i] for i in self.factors]
         options = {"mine": dict(width=e.width, marginals=e.marginals, gradient=e.gradient,
@@ -147,6 +153,9 @@ class DependencePenalty(Method):
             return sum(est.estimate(f_y, f_z, zs[:, [k]], y)
                        for k, (est, f_z) in enumerate(zip(self.estimators, f_zs)))
         return self.estimators[0].estimate(f_y, torch.cat(f_zs, 1), zs, y)
+
+
+_METHOD_OF = {"dcor": "dcor", "mmd": "mmd", "adversarial": "adversarial", "mine": "mimmx"}
 
 
 @register("dcor")
