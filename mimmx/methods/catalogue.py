@@ -77,7 +77,7 @@ class DependencePenalty(Method):
             raise ConfigError(f"method {cfg.name!r} always uses the {self.estimator_name!r} "
                               f"estimator; method.estimator.name={e.name!r} would be ignored. "
                               f"Leave it at {EstimatorConfig.name!r}, or choose the method that "
-                              f"uses {e.name!r} (e.g. method.name={_METHOD_OF.get(e.name, e.name)})")
+                              f"uses {e.name!r} (method.name={'mimmx' if e.name == 'mine' else e.name})")
         self.factors = [0] if self.only_first_factor else list(range(len(dims.f_z)))
         z_dims = [dims.f_z[i] for i in self.factors]
         options = {"mine": dict(width=e.width, marginals=e.marginals, gradient=e.gradient,
@@ -153,9 +153,6 @@ class DependencePenalty(Method):
             return sum(est.estimate(f_y, f_z, zs[:, [k]], y)
                        for k, (est, f_z) in enumerate(zip(self.estimators, f_zs)))
         return self.estimators[0].estimate(f_y, torch.cat(f_zs, 1), zs, y)
-
-
-_METHOD_OF = {"dcor": "dcor", "mmd": "mmd", "adversarial": "adversarial", "mine": "mimmx"}
 
 
 @register("dcor")
