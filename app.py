@@ -14,7 +14,7 @@ from mimmx import __version__, data
 from mimmx.app import charts, ciml_page, session
 from mimmx.errors import UserError
 from mimmx.evaluation import warm_up_umap
-from mimmx.experiments import EXPERIMENTS, rows
+from mimmx.runs.experiments import EXPERIMENTS, rows
 from mimmx.scenarios import get_spec
 
 st.set_page_config(page_title="mimmx", layout="wide")

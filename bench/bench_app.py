@@ -32,7 +32,7 @@ import psutil
 
 from mimmx.app import browser, session
 from mimmx.device import describe_device
-from mimmx.results import ResultStore
+from mimmx.runs import ResultStore
 
 
 def job_times(prebuilt: bool, full: bool, store: ResultStore) -> dict:

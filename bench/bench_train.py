@@ -20,7 +20,7 @@ import time
 import torch
 
 from mimmx.device import describe_device, get_device
-from mimmx.experiments import FULL_ROWS, row_config
+from mimmx.runs.experiments import FULL_ROWS, row_config
 from mimmx.trainer import EVAL_BATCH, build_scenario, train
 
 

@@ -67,7 +67,7 @@ def job(args: tuple) -> dict:
     os.environ["MIMMX_THREADS"] = "1"
     import torch
 
-    from mimmx.experiments import row_config, rows
+    from mimmx.runs.experiments import row_config, rows
     from mimmx.trainer import build_scenario, train
 
     torch.set_num_threads(1)

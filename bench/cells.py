@@ -23,7 +23,7 @@ def main() -> None:
     a = p.parse_args()
     os.environ.setdefault("MIMMX_THREADS", "1")
 
-    from mimmx.experiments import row_config, rows
+    from mimmx.runs.experiments import row_config, rows
     from mimmx.trainer import train
 
     row = {r.slug: r for r in rows(a.experiment)}[a.row]

@@ -16,9 +16,9 @@ from __future__ import annotations
 import argparse
 
 from mimmx.evaluation.tables import mean_std
-from mimmx.experiments import row_config
-from mimmx.reproduce import select_rows
-from mimmx.results import ResultStore, seeds_list
+from mimmx.runs import ResultStore, seeds_list
+from mimmx.runs.experiments import row_config
+from mimmx.runs.reproduce import select_rows
 from mimmx.trainer import SELECT, kept_evaluation
 
 

@@ -30,7 +30,7 @@ def job(args: tuple) -> dict:
     import numpy as np
 
     from mimmx.evaluation import probe_matrix
-    from mimmx.experiments import row_config, rows
+    from mimmx.runs.experiments import row_config, rows
     from mimmx.scenarios import get_spec
     from mimmx.trainer import build_scenario, kept_evaluation, train
 

@@ -20,8 +20,8 @@ COMMANDS = [
     "mimmx.morpho.cli",
     "mimmx.scenarios.cli",
     "mimmx.scenarios.cohort_cli",
-    "mimmx.train_cli",
-    "mimmx.evaluation_cli",
+    "mimmx.runs.cli",
+    "mimmx.evaluation.cli",
     "mimmx.app.warm",
 ]
 

@@ -68,7 +68,7 @@ class EstimatorConfig:
     ema_rate: float = 0.01
     lr: float = 1e-3  # estimator optimiser learning rate
     # one estimator per factor instead of one on the joint f_z (the shipped MIMM-X rows set it,
-    # with reduce="mean": mimmx.experiments.MIMMX_ESTIMATOR)
+    # with reduce="mean": mimmx.runs.experiments.MIMMX_ESTIMATOR)
     per_factor: bool = False
     # per factor: the penalty is the "sum" of the factors' estimates or their "mean" (λ / N each)
     reduce: str = "sum"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
 import threading
 import time
@@ -33,7 +32,6 @@ from mimmx.errors import ConfigError
 from mimmx.methods import METHODS, Dims, Method, build_method
 from mimmx.methods.base import batches_of
 from mimmx.models.network import MIMMNet
-from mimmx.runinfo import environment
 from mimmx.scenarios import TEST_SETS, Scenario, ScenarioSpec, build, get_spec
 
 Callback = Callable[[dict], "bool | None"]
@@ -204,9 +202,9 @@ def build_model(cfg: RunConfig, scenario: Scenario, device) -> tuple[MIMMNet, Me
 
 
 def train(cfg: RunConfig, scenario: Scenario | None = None, callbacks: Iterable[Callback] = (),
-          run_dir: str | Path | None = None, eval_size: int | None = None) -> RunResult:
-    """Train ``cfg`` (building its scenario unless given); write a run folder if ``run_dir``.
-    ``eval_size``: measure the test sets during training on that many images each (a seeded
+          eval_size: int | None = None) -> RunResult:
+    """Train ``cfg`` (building its scenario unless given); :func:`mimmx.runs.write_run` saves
+    the result as a run folder. ``eval_size``: measure the test sets during training on that many images each (a seeded
     subsample, for a live view); the selection split, hence the chosen model, is unchanged."""
     t0 = time.perf_counter()
     callbacks = list(callbacks)
@@ -284,25 +282,4 @@ def train(cfg: RunConfig, scenario: Scenario | None = None, callbacks: Iterable[
     result.wall_time = time.perf_counter() - t0
     emit({"type": "end", "best": result.best, "wall_time": result.wall_time,
           "images_per_second": result.images_per_second, "stopped": stop})
-    if run_dir is not None:
-        result.run_dir = write_run(result, Path(run_dir))
     return result
-
-
-def write_run(result: RunResult, run_dir: Path) -> Path:
-    """config.yaml, metrics.jsonl (every eval), summary.json, checkpoint.pt, environment.json."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg = result.config
-    cfg.to_yaml(run_dir / "config.yaml")
-    with open(run_dir / "metrics.jsonl", "w") as f:
-        for ev in result.history:
-            f.write(json.dumps(ev) + "\n")
-    device = next(result.model.parameters()).device
-    (run_dir / "environment.json").write_text(json.dumps(environment(device, cfg.seed), indent=1))
-    (run_dir / "summary.json").write_text(json.dumps({
-        "best": result.best, "wall_time": result.wall_time,
-        "images_per_second": result.images_per_second, "method": result.method.settings(),
-        "config_hash": cfg.hash()}, indent=1))
-    torch.save({"config": cfg.to_dict(), "model": result.model.state_dict(),
-                "method": result.method.state_dict()}, run_dir / "checkpoint.pt")
-    return run_dir

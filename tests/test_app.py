@@ -74,7 +74,7 @@ def test_infeasible_request_shows_an_error(app):
 
 def test_stop_ends_the_training_early_and_stores_nothing(morpho_table, tmp_path, monkeypatch):
     from mimmx.app import session
-    from mimmx.results import ResultStore
+    from mimmx.runs import ResultStore
 
     monkeypatch.setenv("MIMMX_APP_TINY", "1")
     req = session.default_request("exp1")
@@ -153,7 +153,7 @@ def test_slider_floats_hash_like_the_presets(monkeypatch):
 def test_live_embeddings_at_every_evaluation_leave_training_unchanged(morpho_table, tmp_path,
                                                                       monkeypatch):
     from mimmx.app import session
-    from mimmx.results import ResultStore
+    from mimmx.runs import ResultStore
     from mimmx.trainer import train
 
     monkeypatch.setenv("MIMMX_APP_TINY", "1")
@@ -240,7 +240,7 @@ def test_runs_train_side_by_side_and_match_the_plain_trainer(morpho_table, tmp_p
     own (initial weights under a lock, MINE's shuffles from the method's generator), so the
     records equal those of the plain trainer run one at a time."""
     from mimmx.app import session
-    from mimmx.results import ResultStore
+    from mimmx.runs import ResultStore
     from mimmx.trainer import train
 
     monkeypatch.setenv("MIMMX_APP_TINY", "1")

@@ -9,6 +9,8 @@ import torch
 from mimmx.config import RunConfig
 from mimmx.errors import ConfigError
 from mimmx.methods import METHODS, Dims, build_method
+from mimmx.runs import write_run
+from mimmx.runs.folder import RUN_FILES
 from mimmx.trainer import (
     batches_of,
     build_model,
@@ -48,7 +50,9 @@ def test_every_method_trains_and_lowers_its_loss(tiny_scenario, name):
 
 def test_run_folder_roundtrip(tiny_scenario, tmp_path):
     cfg = RunConfig().override(TINY + ["train.epochs=1"])
-    result = train(cfg, tiny_scenario, run_dir=tmp_path / "run")
+    result = train(cfg, tiny_scenario)
+    assert write_run(result, tmp_path / "run") == result.run_dir == tmp_path / "run"
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == sorted(RUN_FILES)  # no temp files
     assert RunConfig.from_yaml(tmp_path / "run" / "config.yaml") == cfg
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert json.loads(lines[-1])["acc"] == result.history[-1]["acc"]

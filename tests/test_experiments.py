@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from mimmx.config import RunConfig
-from mimmx.experiments import EXPERIMENTS, config_files, row_config, rows
+from mimmx.runs.experiments import EXPERIMENTS, config_files, row_config, rows
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

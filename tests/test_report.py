@@ -8,8 +8,8 @@ import pytest
 
 from mimmx.cli import main
 from mimmx.config import RunConfig
-from mimmx.evaluation.report import Report, evaluate_result, load_run, posthoc_mi
-from mimmx.results import ResultStore
+from mimmx.evaluation.report import Report, evaluate_result, posthoc_mi
+from mimmx.runs import ResultStore, load_run, write_run
 from mimmx.trainer import train
 
 TINY = ["scenario.name=exp2", "scenario.n_train=600", "scenario.n_selection=200",
@@ -22,7 +22,9 @@ TINY = ["scenario.name=exp2", "scenario.n_train=600", "scenario.n_selection=200"
 def tiny_run(real_data, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run") / "exp2-baseline"
     cfg = RunConfig().override(TINY + ["method.name=baseline", "train.epochs=2"])
-    return train(cfg, run_dir=run_dir)
+    result = train(cfg)
+    write_run(result, run_dir)
+    return result
 
 
 @pytest.fixture(scope="module")
@@ -90,12 +92,35 @@ def test_evaluate_command_on_a_run_folder(tiny_run, capsys):
     assert len(saved["probes"]) == 18 and saved["mi"] == []
     assert (tiny_run.run_dir / "embeddings.html").is_file()
     assert main(["evaluate", str(tiny_run.run_dir / "nothing")]) == 2
-    assert "not a run folder" in capsys.readouterr().err
+    assert "does not exist" in capsys.readouterr().err
+
+
+def _cut(path, n: int) -> bool:
+    """Truncate a file to its first ``n`` bytes, as a killed writer would have left it."""
+    path.write_bytes(path.read_bytes()[:n])
+    return True
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: d / "config.yaml", "not a run folder or a checkpoint"),  # `evaluate some.yaml`
+    (lambda d: _cut(d / "checkpoint.pt", 500) and d, "not a readable mimmx checkpoint"),
+    (lambda d: _cut(d / "metrics.jsonl", 300) and d, "metrics.jsonl, line 1, is not valid JSON"),
+    (lambda d: _cut(d / "summary.json", 20) and d, "summary.json is not valid JSON"),
+    (lambda d: (d / "checkpoint.pt").unlink() or d, "no checkpoint.pt in it"),
+])
+def test_evaluate_names_what_is_wrong_with_a_damaged_run(tiny_run, tmp_path, capsys, damage, message):
+    import shutil
+
+    run = shutil.copytree(tiny_run.run_dir, tmp_path / "run")
+    target = damage(run)
+    assert main(["evaluate", str(target), "--embedding", "none", "--no-mi"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
 
 
 def test_reproduce_end_to_end_and_reuse(real_data, tmp_path, monkeypatch, capsys):
-    from mimmx import results
-    from mimmx.reproduce import reproduce
+    from mimmx.runs import jobs as results
+    from mimmx.runs.reproduce import reproduce
 
     monkeypatch.setitem(results.EVAL_OPTIONS, "mi_steps", 40)  # the default for CLI and library
     store = ResultStore(tmp_path / "store")
@@ -135,7 +160,7 @@ def test_reproduce_end_to_end_and_reuse(real_data, tmp_path, monkeypatch, capsys
 def test_every_row_is_read_against_the_oracle():
     import pandas as pd
 
-    from mimmx.reproduce import against_oracle
+    from mimmx.runs.reproduce import against_oracle
 
     rows = [{"method": m, "seed": s, "head": "f_y→y", "test_set": t, "accuracy": v + s}
             for m, inv, worst in (("Baseline", 30.0, 10.0), ("Oracle (no confounding)", 88.0, 80.0))
@@ -147,7 +172,7 @@ def test_every_row_is_read_against_the_oracle():
 
 
 def test_sweep_end_to_end(real_data, tmp_path):
-    from mimmx.reproduce import sweep
+    from mimmx.runs.reproduce import sweep
 
     res = sweep("exp2", ["baseline", "mimmx"], [0.6, 0.95], 1, overrides=TINY[1:],
                 out=tmp_path, store=ResultStore(tmp_path / "store"),

@@ -1,14 +1,19 @@
-"""The results store (reuse, keys, atomic writes) and the job backends (local, pool, Ray) on
-tiny real runs."""
+"""The results store (reuse, keys, atomic writes, checksums) and the job backends (local,
+pool, Ray; failures and killed parents) on tiny real runs."""
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
-from mimmx import results
 from mimmx.config import RunConfig
-from mimmx.results import ResultStore, atomic_write, run_many
+from mimmx.runs import JobsFailed, ResultStore, jobs, run_many
+from mimmx.runs.folder import FORMAT, atomic_write
+from mimmx.runs.store import StoreWarning
 
 TINY = ["scenario.name=exp2", "scenario.n_train=600", "scenario.n_selection=200",
         "scenario.n_test=200", "train.epochs=1", "train.batch_size=60", "train.device=cpu",
@@ -24,16 +29,20 @@ def tiny(seed=0, method="mimmx"):
 def fake_job(config, threads=None, eval_options=None):
     """Stands in for run_job where only the store's bookkeeping is under test."""
     fake_job.calls.append(config["seed"])
+    if config["seed"] in fake_job.fail:
+        raise FloatingPointError(f"seed {config['seed']} diverged")
     cfg = RunConfig.from_dict(config)
-    record = {"format": results.FORMAT, "key": cfg.hash(), "config": config, "best": {"epoch": 1},
-              "eval_options": results.eval_options_of(eval_options)}
+    record = {"format": FORMAT, "key": cfg.hash(), "config": config, "method": {"method": "mimmx"},
+              "best": {"epoch": 1, "acc": {"inverted": {"y": 50.0}}}, "history": [],
+              "report": {"heads": []}, "eval_options": jobs.eval_options_of(eval_options),
+              "wall_time": {"train": 1.0, "evaluate": 0.0, "total": 1.0}, "environment": {}}
     return {"record": record, "checkpoint": b"weights"}
 
 
 @pytest.fixture
 def fake(monkeypatch):
-    fake_job.calls = []
-    monkeypatch.setattr(results, "run_job", fake_job)
+    fake_job.calls, fake_job.fail = [], set()
+    monkeypatch.setattr(jobs, "run_job", fake_job)
     return fake_job
 
 
@@ -100,13 +109,82 @@ def test_writes_are_atomic(tmp_path, fake, monkeypatch):
     # debris of a kill -9 (a temporary file) and a truncated record are not records
     (tmp_path / f".{cfg.hash()}.json.123-abc.tmp").write_text('{"format": 1, "key"')
     store.record_path(cfg).write_text('{"format": 1, "ke')
-    assert store.get(cfg) is None and list(store.records()) == []
+    with pytest.warns(StoreWarning, match="not valid JSON"):
+        assert store.get(cfg) is None and list(store.records()) == []
     fake_job.calls = []
-    monkeypatch.setattr(results, "run_job", fake_job)
-    rec = run_many([cfg], store)[0]
+    monkeypatch.setattr(jobs, "run_job", fake_job)
+    with pytest.warns(StoreWarning, match="not valid JSON"):
+        rec = run_many([cfg], store)[0]
     assert fake_job.calls == [0] and store.get(cfg) == rec
     atomic_write(tmp_path / "x.json", b"{}")
     assert json.loads((tmp_path / "x.json").read_text()) == {}
+
+
+@pytest.mark.parametrize("edit, problem", [
+    (lambda r: r["best"]["acc"]["inverted"].update(y=99.9), "does not match its checksum"),
+    (lambda r: r.update(report=None), "lacks report"),
+    (lambda r: r.update(wall_time=None), "lacks wall_time"),
+    (lambda r: r.update(format=0), "format is 0"),
+])
+def test_an_untrustworthy_record_is_reported_and_retrained(tmp_path, fake, edit, problem):
+    store = ResultStore(tmp_path)
+    cfg = tiny()
+    first = run_many([cfg], store)[0]
+    assert first["checksum"] and fake.calls == [0]
+    record = json.loads(store.record_path(cfg).read_text())
+    edit(record)
+    store.record_path(cfg).write_text(json.dumps(record))  # edited by hand
+    with pytest.warns(StoreWarning, match=problem):
+        again = run_many([cfg], store)[0]
+    assert fake.calls == [0, 0]  # trained again, not trusted
+    assert again["best"]["acc"]["inverted"]["y"] == 50.0 and store.get(cfg) == again
+
+
+def test_a_failed_job_is_named_and_the_finished_ones_are_kept(tmp_path, fake):
+    store = ResultStore(tmp_path)
+    fake.fail = {1}
+    cfgs = [tiny(seed=s) for s in range(3)]
+    with pytest.raises(JobsFailed, match=r"(?s)1 of 3 runs failed.*exp2 mimmx \+DLS \+CAW seed 1 .*diverged"):
+        run_many(cfgs, store)
+    assert store.get(cfgs[0]) and store.get(cfgs[2]) and store.get(cfgs[1]) is None
+    fake.fail = set()
+    run_many(cfgs, store)
+    assert fake.calls == [0, 1, 2, 1]  # only the failed one runs again
+    fake.fail = {5}
+    with pytest.raises(FloatingPointError, match="seed 5 diverged"):  # alone: its own error
+        run_many([tiny(seed=5)], store)
+
+
+PARENT = """
+import multiprocessing, os, sys, time
+from mimmx.runs.jobs import _die_with_parent
+def child(parent):
+    _die_with_parent(parent)
+    time.sleep(120)
+if __name__ == "__main__":
+    p = multiprocessing.get_context("spawn").Process(target=child, args=(os.getpid(),))
+    p.start()
+    print(p.pid, flush=True)
+    time.sleep(120)
+"""
+
+
+def test_pool_workers_end_with_a_killed_parent(tmp_path):
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    os.kill(parent.pid, signal.SIGKILL)  # `kill -9` of reproduce
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.kill(child, signal.SIGKILL)
+    pytest.fail("the worker outlived its killed parent")
 
 
 def test_unknown_backend_is_a_clear_error(tmp_path):

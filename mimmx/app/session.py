@@ -1,7 +1,7 @@
 """Background training for the app: build the configs of a request, train them side by side
 (one torch thread each, as many at once as the machine has cores) from a daemon thread, and
 share their progress with the page through a lock-guarded plain dict (``Job.snapshot()``).
-Finished configurations go to the results store (:class:`mimmx.results.ResultStore`, keyed by
+Finished configurations go to the results store (:class:`mimmx.runs.ResultStore`, keyed by
 ``RunConfig.hash()``) and are shown at once the next time.
 
 Speed: built scenarios are kept in-process (:func:`scenario_for`; :func:`prebuild` builds the
@@ -15,7 +15,6 @@ latest features with UMAP, idling nine tenths of the time so that training keeps
 from __future__ import annotations
 
 import copy
-import io
 import os
 import threading
 import time
@@ -38,10 +37,10 @@ from mimmx.device import THREADS_ENV_VAR, get_device
 from mimmx.errors import UserError
 from mimmx.evaluation import embeddings_frame, evaluate_result
 from mimmx.evaluation.embeddings import subsample
-from mimmx.experiments import EXPERIMENTS, row_config, rows
 from mimmx.models.network import MIMMNet
-from mimmx.results import FORMAT, ResultStore
-from mimmx.runinfo import environment
+from mimmx.runs.experiments import EXPERIMENTS, row_config, rows
+from mimmx.runs.folder import checkpoint_bytes, make_record
+from mimmx.runs.store import ResultStore
 from mimmx.scenarios import get_spec
 from mimmx.trainer import build_model, build_scenario, split_features, train
 
@@ -66,7 +65,7 @@ class Request:
     """What the user asked for on the page."""
 
     scenario: str = "exp1"
-    methods: tuple[str, ...] = ("Baseline", "MIMM-X + DLS + CAW")  # row labels (mimmx.experiments)
+    methods: tuple[str, ...] = ("Baseline", "MIMM-X + DLS + CAW")  # row labels (mimmx.runs.experiments)
     r: float | None = None  # None: the scenario's own
     lam: float = 1.5
     alpha_y: float = 0.3
@@ -316,19 +315,10 @@ class Job:
         t0 = time.perf_counter()
         report = evaluate_result(result, probes=("logreg",), mi=False, embedding=None)
         emb = embedding_records(result, "umap" if self.umap_ready() else "pca")
-        device = next(result.model.parameters()).device
-        record = {
-            "format": FORMAT, "key": cfg.hash(), "config": cfg.to_dict(),
-            "method": result.method.settings(), "best": result.best, "history": result.history,
-            "report": report.to_dict(), "eval_options": {"app": APP_EVAL, "history_eval_size": APP_EVAL_SIZE},
-            "wall_time": {"train": result.wall_time, "evaluate": time.perf_counter() - t0},
-            "images_per_second": result.images_per_second,
-            "environment": environment(device, cfg.seed), "app_embeddings": emb,
-        }
-        buf = io.BytesIO()
-        torch.save({"config": cfg.to_dict(), "model": result.model.state_dict(),
-                    "method": result.method.state_dict()}, buf)
-        self.results.put(record, buf.getvalue())
+        record = make_record(result, report.to_dict(),
+                             {"app": APP_EVAL, "history_eval_size": APP_EVAL_SIZE},
+                             time.perf_counter() - t0, app_embeddings=emb)
+        self.results.put(record, checkpoint_bytes(result))
         self._update(lambda s: s["runs"][label].update(record=self.results.get(cfg) or record))
 
     # ---------------------------------------------------------------- live embeddings

@@ -7,7 +7,7 @@ settings, 10 epochs) and, for scenarios whose factors are given by a correlation
 the same request at r = 0.5, 0.7, 0.9 and 0.99. The configurations come from
 :func:`mimmx.app.session.configs`, so their hashes are exactly those the app looks up (with
 ``MIMMX_APP_TINY=1`` the app's tiny ones). A configuration already in the store is never
-retrained; the rest are trained by :func:`mimmx.results.run_many` (``--jobs N``: a process
+retrained; the rest are trained by :func:`mimmx.runs.run_many` (``--jobs N``: a process
 pool of N workers), evaluated as ``mimmx reproduce`` does (so its tables reuse them too), and
 given the app's embeddings.
 """
@@ -35,7 +35,7 @@ class Preset:
 def presets(scenarios=None, r_values=R_GRID) -> list[Preset]:
     """The classroom set (see the module docstring), one entry per distinct configuration."""
     from mimmx.app import session
-    from mimmx.experiments import EXPERIMENTS
+    from mimmx.runs.experiments import EXPERIMENTS
 
     scenarios = list(scenarios or EXPERIMENTS)
     unknown = [s for s in scenarios if s not in EXPERIMENTS]
@@ -59,7 +59,7 @@ def warm(scenarios=None, r_values=R_GRID, jobs: int = 1, store=None, progress=No
     """Train every preset missing from ``store`` (default: the app's); returns
     ``{"cached": [Preset], "trained": [Preset]}``. ``progress(preset, seconds)`` after each."""
     from mimmx.app import session
-    from mimmx.results import run_many
+    from mimmx.runs import run_many
 
     store = store or session.store()
     todo = presets(scenarios, r_values)

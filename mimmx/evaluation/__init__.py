@@ -3,8 +3,7 @@ Validation / Inverted / Balanced sets), table (b) (fresh probes predicting every
 every feature part), 2-D embeddings coloured by y and z, and mean ± std tables over seeds.
 
 Works on plain arrays/tensors of features and labels; knows nothing of the trainer, except
-:mod:`~mimmx.evaluation.report`, which evaluates a trained run (``evaluate_result``) and
-rebuilds one from its folder (``load_run``).
+:mod:`~mimmx.evaluation.report`, which evaluates a trained run (``evaluate_result``).
 """
 
 from mimmx.evaluation.embeddings import (
@@ -23,7 +22,7 @@ from mimmx.evaluation.probes import (
     probe_matrix,
     split_halves,
 )
-from mimmx.evaluation.report import Report, evaluate_result, load_run, posthoc_mi
+from mimmx.evaluation.report import Report, evaluate_result, posthoc_mi
 from mimmx.evaluation.tables import (
     accuracy_table,
     heads_to_tidy,
@@ -37,6 +36,6 @@ from mimmx.evaluation.tables import (
 __all__ = [
     "Report", "accuracy", "accuracy_table", "chance_level", "embed", "embedding_figure", "embedding_panels",
     "embeddings_frame", "evaluate_result", "head_accuracy_table", "heads_to_tidy",
-    "leakage_score", "load_run", "matrix_to_tidy", "mean_std", "posthoc_mi", "probe_matrix",
+    "leakage_score", "matrix_to_tidy", "mean_std", "posthoc_mi", "probe_matrix",
     "probe_table", "split_halves", "subsample", "summarise", "to_markdown", "warm_up_umap",
 ]

@@ -281,7 +281,7 @@ def _json_default(x):
 def evaluate_result(result: RunResult, *, probes: Sequence[str] = PROBES, k: int = 30,
                     mi: bool = True, mi_steps: int = 300, embedding: str | None = "umap",
                     seed: int | None = None, max_points: int | None = None) -> Report:
-    """Evaluate a trained run (``mimmx.trainer.train`` or :func:`load_run`): see the module
+    """Evaluate a trained run (``mimmx.trainer.train`` or :func:`mimmx.runs.load_run`): see the module
     docstring. ``seed`` (default: the run's) seeds the Balanced-set halves, the probes, the
     MINE and the embedding; ``embedding=None`` skips the embeddings (the slow part)."""
     if embedding is not None and embedding not in EMBEDDINGS:
@@ -370,44 +370,3 @@ def figures_html(figures: dict[str, go.Figure], path: str | Path) -> Path:
 
 
 # ---------------------------------------------------------------------------- run folders
-
-
-def load_run(path: str | Path, device: str | torch.device | None = None) -> RunResult:
-    """Rebuild a trained run from a run folder (``config.yaml``, ``checkpoint.pt``, and
-    ``metrics.jsonl`` / ``summary.json`` when present) or from a checkpoint file alone.
-
-    The scenario is rebuilt from the config (it is deterministic given the seed), the model
-    and method from the checkpoint's weights. ``device`` defaults to
-    :func:`mimmx.device.get_device`, not the config's, so a GPU run opens on a CPU machine."""
-    import torch
-
-    from mimmx.config import RunConfig
-    from mimmx.device import get_device
-    from mimmx.errors import UserError
-    from mimmx.trainer import RunResult, build_scenario
-
-    path = Path(path)
-    ckpt_path = path / "checkpoint.pt" if path.is_dir() else path
-    if not ckpt_path.is_file():
-        raise UserError(f"{path} is not a run folder (no checkpoint.pt in it); train one with "
-                        "`python -m mimmx train CONFIG.yaml`")
-    dev = get_device(device)
-    ckpt = torch.load(ckpt_path, map_location=dev, weights_only=True)
-    cfg = RunConfig.from_dict(ckpt["config"])
-    scenario = build_scenario(cfg)
-    from mimmx.trainer import build_model
-
-    model, method = build_model(cfg, scenario, dev)
-    model.load_state_dict(ckpt["model"])
-    method.load_state_dict(ckpt["method"])
-    result = RunResult(cfg, scenario, model, method, run_dir=path if path.is_dir() else None)
-    if path.is_dir() and (path / "metrics.jsonl").is_file():
-        result.history = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()
-                          if line.strip()]
-    if path.is_dir() and (path / "summary.json").is_file():
-        summary = json.loads((path / "summary.json").read_text())
-        result.best = summary.get("best")
-        result.wall_time = summary.get("wall_time", 0.0)
-        result.images_per_second = summary.get("images_per_second", 0.0)
-    return result
-

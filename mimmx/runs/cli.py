@@ -1,9 +1,9 @@
-"""``python -m mimmx evaluate RUN_DIR``, ``python -m mimmx reproduce EXP``, ``python -m mimmx sweep``.
+"""The commands that make runs:
 
-- ``evaluate``: tables (a) and (b), post-hoc MI and embeddings of a trained run folder; writes
-  ``evaluation.md``, ``evaluation.json`` and ``embeddings.html`` into it and prints the tables.
-- ``reproduce``: every poster row of an experiment × ``--seeds``; writes ``results/<exp>.md``
-  and ``.json``. Finished (config, seed) pairs come from the results store.
+- ``train CONFIG.yaml [--set key=value ...] [--out DIR]``: one run, written as a run folder;
+- ``configs``: (re)write configs/, one YAML per poster row and experiment;
+- ``reproduce EXP``: every poster row of an experiment × ``--seeds``; writes
+  ``results/<exp>.md`` and ``.json``. Finished (config, seed) pairs come from the results store;
 - ``sweep``: inverted-set accuracy against the correlation strength r, per method.
 """
 
@@ -12,25 +12,30 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
+
+from mimmx.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="evaluate a trained run folder (tables (a), (b), MI, embeddings)")
-    p.add_argument("run_dir", help="a run folder written by `mimmx train` (or a checkpoint .pt)")
-    p.add_argument("--embedding", default="umap", choices=["umap", "tsne", "pca", "none"],
-                   help="feature embedding (default umap; pca is instant; none skips it)")
-    p.add_argument("--probes", nargs="+", default=["logreg", "knn"], choices=["logreg", "knn"])
-    p.add_argument("--no-mi", action="store_true", help="skip the post-hoc MINE estimate")
-    p.add_argument("--seed", type=int, default=None, help="seed of the probes, MINE and embedding "
-                   "(default: the run's)")
-    p.set_defaults(func=evaluate)
+    p = sub.add_parser("train", help="train one run from a YAML config")
+    p.add_argument("config", help="YAML file (see configs/); missing keys take their defaults")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set method.lam=0.5 (repeatable)")
+    p.add_argument("--out", default="runs", help="parent folder of the run folder (default: runs)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+    p = sub.add_parser("configs", help="(re)write configs/: one YAML per poster row and experiment")
+    p.add_argument("--out", default="configs")
+    p.set_defaults(func=write_configs)
 
     for name, helptext in (("reproduce", "train every poster row of an experiment over seeds and "
                                          "write results/<exp>.md and .json"),
                            ("sweep", "inverted-set accuracy against correlation strength r")):
         p = sub.add_parser(name, help=helptext)
         if name == "reproduce":
-            from mimmx.experiments import EXPERIMENTS
+            from mimmx.runs.experiments import EXPERIMENTS
 
             p.add_argument("experiment", choices=sorted(EXPERIMENTS))
             p.add_argument("--rows", nargs="+", metavar="ROW",
@@ -56,27 +61,58 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=reproduce if name == "reproduce" else sweep)
 
 
-def evaluate(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def write_configs(args: argparse.Namespace) -> int:
+    from mimmx.runs.experiments import write_configs
 
-    from mimmx.evaluation.report import evaluate_result, figures_html, load_run
+    paths = write_configs(args.out)
+    print(f"wrote {len(paths)} configs under {args.out}/")
+    return 0
 
-    result = load_run(args.run_dir)
-    embedding = None if args.embedding == "none" else args.embedding
-    report = evaluate_result(result, probes=args.probes, mi=not args.no_mi, embedding=embedding,
-                             seed=args.seed)
-    path = Path(args.run_dir)
-    # a run folder gets evaluation.*; a checkpoint file (e.g. in the results store) <key>.*
-    folder, prefix = (path, "") if path.is_dir() else (path.parent, path.stem + ".")
-    md = report.to_markdown()
-    written = [f"{prefix}evaluation.md", f"{prefix}evaluation.json"]
-    (folder / written[0]).write_text(md)
-    report.to_json(folder / written[1], embeddings=embedding is not None)
-    print(md)
-    if report.figures:
-        written.append(f"{prefix}embeddings.html")
-        figures_html(report.figures, folder / written[-1])
-    print(f"wrote {', '.join(written)} in {folder}")
+
+class ProgressBar:
+    """Callback: a tqdm bar over steps, with the latest losses and evaluation."""
+
+    def __init__(self, total: int):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, unit="step", dynamic_ncols=True)
+
+    def __call__(self, ev: dict) -> None:
+        if ev["type"] == "step":
+            self.bar.update(1)
+            if ev["kind"] == "encoder" and ev["step"] % 20 == 1:
+                self.bar.set_postfix(loss=f"{ev['loss']:.3f}", penalty=f"{ev.get('penalty', 0):.3f}")
+        elif ev["type"] == "eval":
+            acc = ev["acc"]
+            self.bar.write(f"epoch {ev['epoch']:3d}  y acc  sel {acc['selection']['y']:5.1f}  "
+                           f"val {acc['validation']['y']:5.1f}  inv {acc['inverted']['y']:5.1f}  "
+                           f"bal {acc['balanced']['y']:5.1f}  ({ev['images_per_second']:.0f} img/s)")
+        elif ev["type"] == "end":
+            self.bar.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    from mimmx.config import RunConfig
+    from mimmx.runs.folder import write_run
+    from mimmx.trainer import build_scenario, train
+
+    cfg = RunConfig.from_yaml(args.config).override(args.overrides)
+    scenario = build_scenario(cfg)
+    steps = cfg.train.epochs * (len(scenario.splits["train"]) // cfg.train.batch_size)
+    run_dir = Path(args.out) / f"{cfg.scenario.name}-{cfg.method.name}-{cfg.hash()}"
+    if run_dir.parent.exists() and not run_dir.parent.is_dir():
+        raise UserError(f"--out {args.out} is a file, not a folder; give a folder for the run folders")
+    callbacks = [] if args.quiet else [ProgressBar(steps)]
+    result = train(cfg, scenario, callbacks)
+    write_run(result, run_dir)
+    best = result.best
+    print(f"\nbest epoch {best['epoch']} (chosen on the selection split by {cfg.train.select}); accuracy %:")
+    heads = list(best["acc"]["validation"])
+    print(f"{'head':6s} " + " ".join(f"{s:>10s}" for s in best["acc"]))
+    for h in heads:
+        print(f"{h:6s} " + " ".join(f"{best['acc'][s][h]:10.1f}" for s in best["acc"]))
+    print(f"wall time {result.wall_time:.1f} s, {result.images_per_second:.0f} training images/s; "
+          f"run folder {run_dir}")
     return 0
 
 
@@ -99,13 +135,13 @@ def _progress(total: int):
 
 
 def _store(args):
-    from mimmx.results import ResultStore
+    from mimmx.runs import ResultStore
 
     return ResultStore(args.store)
 
 
 def reproduce(args: argparse.Namespace) -> int:
-    from mimmx import reproduce as rp
+    from mimmx.runs import reproduce as rp
 
     n_rows = len(rp.select_rows(args.experiment, args.rows))
     result = rp.reproduce(
@@ -120,7 +156,7 @@ def reproduce(args: argparse.Namespace) -> int:
 
 
 def sweep(args: argparse.Namespace) -> int:
-    from mimmx import reproduce as rp
+    from mimmx.runs import reproduce as rp
 
     result = rp.sweep(
         args.scenario, args.methods, args.r, args.seeds, overrides=args.overrides, out=args.out,

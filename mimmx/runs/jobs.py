@@ -1,9 +1,9 @@
-"""The results store and the job backends: train a (config, seed) once, keep its record.
+"""Jobs and their backends: train a (config, seed) once, keep its record in the store.
 
 A *job* is one :class:`~mimmx.config.RunConfig` (the seed is part of it): train it, evaluate
 it (:func:`mimmx.evaluation.report.evaluate_result`, with the fixed :data:`EVAL_OPTIONS`) and
-return a *record* (JSON-ready) and the checkpoint. :func:`run_job` is that job, the same
-function for every backend:
+return its record (:func:`mimmx.runs.folder.make_record`) and checkpoint. :func:`run_job` is
+that job, the same function for every backend:
 
 - ``local``: in this process, one after another;
 - ``pool``: a ``concurrent.futures.ProcessPoolExecutor`` of ``workers`` processes (spawned,
@@ -12,31 +12,21 @@ function for every backend:
   started for the purpose (``pip install 'mimmx[ray]'``; every node needs mimmx and the data).
 
 The backend only decides where :func:`run_job` runs; the driver writes every record into the
-store, so the records do not depend on it (up to floating-point differences between thread
-counts or hardware: the tests pin the threads).
-
-:class:`ResultStore` keeps one record per configuration under ``cfg.hash()`` (seed included):
-``<root>/<key>.json`` (the record) and ``<root>/<key>.pt`` (the checkpoint, the trainer's
-format: ``load_run`` reads it). Both are written atomically (temporary file, then rename), the
-checkpoint first, so a record on disk is always complete and a killed run leaves no corrupt
-one. :func:`run_many` / :meth:`ResultStore.run_or_load` train only what the store lacks.
-Default root: ``mimmx.data.cache_dir("results")`` (``$MIMMX_CACHE/results``).
+:class:`~mimmx.runs.store.ResultStore` as it finishes, so the records do not depend on it (up
+to floating-point differences between thread counts or hardware: the tests pin the threads).
+A job that fails is reported by name once the others have finished and been stored.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
 
 from mimmx.config import RunConfig
 from mimmx.errors import UserError
+from mimmx.runs.store import ResultStore
 
-FORMAT = 1  # record layout version
 # how every stored run is evaluated; fixed so that all records of the store compare
 EVAL_OPTIONS = {"probes": ("logreg", "knn"), "k": 30, "mi": True, "mi_steps": 300, "embedding": None}
 BACKENDS = ("local", "pool", "ray")
@@ -55,7 +45,7 @@ def run_job(config: dict, threads: int | None = None, eval_options: dict | None 
     import torch
 
     from mimmx.evaluation.report import evaluate_result
-    from mimmx.runinfo import environment
+    from mimmx.runs.folder import checkpoint_bytes, make_record
     from mimmx.trainer import train
 
     if threads is not None:
@@ -65,27 +55,8 @@ def run_job(config: dict, threads: int | None = None, eval_options: dict | None 
     t0 = time.perf_counter()
     options = eval_options_of(eval_options)
     report = evaluate_result(result, **options)
-    t_eval = time.perf_counter() - t0
-    device = next(result.model.parameters()).device
-    record = {
-        "format": FORMAT,
-        "key": cfg.hash(),
-        "config": cfg.to_dict(),
-        "method": result.method.settings(),
-        "best": result.best,  # the eval event chosen on the confounded selection split
-        "history": result.history,
-        "report": report.to_dict(),
-        "eval_options": options,
-        "wall_time": {"train": result.wall_time, "evaluate": t_eval,
-                      "total": result.wall_time + t_eval},
-        "images_per_second": result.images_per_second,
-        "environment": environment(device, cfg.seed),
-    }
-    buf = io.BytesIO()
-    torch.save({"config": cfg.to_dict(), "model": result.model.state_dict(),
-                "method": result.method.state_dict()}, buf)
-    return {"record": json.loads(json.dumps(record, default=_json_default)),
-            "checkpoint": buf.getvalue()}
+    record = make_record(result, report.to_dict(), options, time.perf_counter() - t0)
+    return {"record": record, "checkpoint": checkpoint_bytes(result)}
 
 
 def eval_options_of(options: dict | None = None) -> dict:
@@ -96,107 +67,6 @@ def eval_options_of(options: dict | None = None) -> dict:
         raise UserError(f"unknown evaluation option(s) {unknown}; known: {sorted(EVAL_OPTIONS)}")
     merged = {**EVAL_OPTIONS, **(options or {})}
     return {k: list(v) if isinstance(v, tuple) else v for k, v in merged.items()}
-
-
-def _json_default(x):
-    if hasattr(x, "item"):  # numpy / torch scalars
-        return x.item()
-    if hasattr(x, "tolist"):
-        return x.tolist()
-    raise TypeError(f"{type(x).__name__} is not JSON serialisable")
-
-
-# --------------------------------------------------------------------------------- the store
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never
-    a part: write a hidden temporary file beside it, flush it to disk, rename it over."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-class ResultStore:
-    """Finished runs by configuration hash. ``store.get(cfg)`` → record or None;
-    ``store.run_or_load(cfg)`` trains only when missing. See the module docstring."""
-
-    def __init__(self, root: str | Path | None = None):
-        if root is None:
-            from mimmx.data import cache_dir
-
-            root = cache_dir("results")
-        self.root = Path(root).expanduser().resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
-
-    def __repr__(self) -> str:
-        return f"ResultStore({str(self.root)!r})"
-
-    @staticmethod
-    def key(cfg: RunConfig) -> str:
-        return cfg.hash()
-
-    def record_path(self, cfg: RunConfig | str) -> Path:
-        return self.root / f"{cfg if isinstance(cfg, str) else self.key(cfg)}.json"
-
-    def checkpoint_path(self, cfg: RunConfig | str) -> Path:
-        return self.record_path(cfg).with_suffix(".pt")
-
-    def __contains__(self, cfg: RunConfig) -> bool:
-        return self.get(cfg) is not None
-
-    def get(self, cfg: RunConfig | str) -> dict | None:
-        """The record of ``cfg`` (or of a key), or None when missing or unreadable (an
-        unreadable record, e.g. from a different mimmx version, is treated as missing)."""
-        path = self.record_path(cfg)
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return None
-        if record.get("format") != FORMAT:
-            return None
-        return record
-
-    def put(self, record: dict, checkpoint: bytes | None = None) -> Path:
-        """Store a record (and its checkpoint); the checkpoint lands first, the record last."""
-        key = record["key"]
-        if checkpoint is not None:
-            atomic_write(self.checkpoint_path(key), checkpoint)
-        path = self.record_path(key)
-        atomic_write(path, json.dumps(record, indent=1, default=_json_default).encode())
-        return path
-
-    def records(self) -> Iterator[dict]:
-        """Every complete record in the store (temporary files of unfinished writes skipped)."""
-        for path in sorted(self.root.glob("[!.]*.json")):
-            record = self.get(path.stem)
-            if record is not None:
-                yield record
-
-    def load_run(self, cfg: RunConfig | str):
-        """The trained run of a stored configuration, rebuilt from its checkpoint
-        (:func:`mimmx.evaluation.report.load_run`)."""
-        from mimmx.evaluation.report import load_run
-
-        path = self.checkpoint_path(cfg)
-        if not path.is_file():
-            raise UserError(f"no checkpoint for {cfg if isinstance(cfg, str) else cfg.hash()} "
-                            f"in {self.root}; run it first")
-        return load_run(path)
-
-    def run_or_load(self, cfg: RunConfig, eval_options: dict | None = None) -> dict:
-        """The record of ``cfg``: from the store, or trained here now and stored."""
-        return run_many([cfg], self, eval_options=eval_options)[0]
-
-
-# ------------------------------------------------------------------------------- backends
 
 
 def run_many(cfgs: Sequence[RunConfig], store: ResultStore | None = None, *,
@@ -224,12 +94,18 @@ def run_many(cfgs: Sequence[RunConfig], store: ResultStore | None = None, *,
         elif progress:
             progress(record, True)
     jobs = [c.to_dict() for c in todo.values()]
+    failures: list[tuple[dict, BaseException]] = []
     if jobs:
         run = {"local": _local, "pool": _pool, "ray": _ray}[backend]
         for out in run(jobs, workers=workers, address=address, threads=threads, options=options):
+            if "error" in out:
+                failures.append((out["job"], out["error"]))
+                continue
             store.put(out["record"], out["checkpoint"])
             if progress:
                 progress(out["record"], False)
+    if failures:
+        _raise_failures(failures, len(jobs))
     records = [store.get(cfg) for cfg in cfgs]
     missing = [c.hash() for c, r in zip(cfgs, records) if r is None]
     if missing:  # a record that was written but cannot be read back
@@ -237,10 +113,53 @@ def run_many(cfgs: Sequence[RunConfig], store: ResultStore | None = None, *,
     return records
 
 
+def job_name(job: dict) -> str:
+    """A job's name for messages: scenario, method (with its switches), seed and key."""
+    cfg = RunConfig.from_dict(job)
+    m = cfg.method
+    switches = "".join(f" +{k.upper()}" for k in ("dls", "caw") if getattr(m, k))
+    return f"{cfg.scenario.name} {m.name}{switches} seed {cfg.seed} ({cfg.hash()})"
+
+
+def _raise_failures(failures: list[tuple[dict, BaseException]], n_jobs: int) -> None:
+    """One failed job alone: its own error. Otherwise one error naming every failed job (the
+    finished ones are already stored)."""
+    if n_jobs == 1:
+        raise failures[0][1]
+    lines = [f"- {job_name(job)}: {type(err).__name__}: {err}" for job, err in failures]
+    raise JobsFailed(f"{len(failures)} of {n_jobs} runs failed (the other {n_jobs - len(failures)} "
+                     "finished and are stored; run the command again to retry only these):\n"
+                     + "\n".join(lines))
+
+
+class JobsFailed(UserError):
+    """Some jobs of a batch failed; the message names each, the rest were stored."""
+
+
 def _local(jobs: list[dict], threads: int | None = None, options: dict | None = None,
            **_) -> Iterator[dict]:
     for job in jobs:
-        yield run_job(job, threads, options)
+        try:
+            out = run_job(job, threads, options)
+        except Exception as err:  # noqa: BLE001 - reported by name after the batch
+            if len(jobs) == 1:
+                raise
+            out = {"job": job, "error": err}
+        yield out
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool-worker initializer: end this worker when the process that started it ends (a killed
+    ``reproduce`` leaves no orphans training on)."""
+    import threading
+
+    def watch():
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
 
 
 def _pool(jobs: list[dict], workers: int | None = None, threads: int | None = None,
@@ -253,10 +172,12 @@ def _pool(jobs: list[dict], workers: int | None = None, threads: int | None = No
     threads = threads or max(1, cores // workers)
     # spawn: a forked child of a process that already ran torch can hang in its thread pools
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        futures = [pool.submit(run_job, job, threads, options) for job in jobs]
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_die_with_parent,
+                             initargs=(os.getpid(),)) as pool:
+        futures = {pool.submit(run_job, job, threads, options): job for job in jobs}
         for future in as_completed(futures):
-            yield future.result()
+            err = future.exception()
+            yield {"job": futures[future], "error": err} if err is not None else future.result()
 
 
 def _ray(jobs: list[dict], address: str | None = None, threads: int | None = None,
@@ -278,9 +199,14 @@ def _ray(jobs: list[dict], address: str | None = None, threads: int | None = Non
     try:
         task = ray.remote(num_cpus=threads)(run_job)
         pending = [task.remote(job, threads, options) for job in jobs]
+        by_ref = dict(zip(pending, jobs))
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
-            yield ray.get(done[0])
+            try:
+                out = ray.get(done[0])
+            except Exception as err:  # noqa: BLE001 - reported by name after the batch
+                out = {"job": by_ref[done[0]], "error": err}
+            yield out
     finally:
         if started:
             ray.shutdown()

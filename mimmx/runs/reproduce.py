@@ -1,6 +1,6 @@
 """Reproduce the poster's tables on the analogues, and sweep the correlation strength.
 
-:func:`reproduce` trains every poster row of an experiment (:mod:`mimmx.experiments`) for
+:func:`reproduce` trains every poster row of an experiment (:mod:`mimmx.runs.experiments`) for
 every seed, through the results store (a finished (config, seed) is never retrained), and
 writes ``<out>/<exp>.md`` (the poster's table layout, mean ± std over seeds, the command, the
 commit, the hardware, the wall time) and its JSON twin ``<out>/<exp>.json``.
@@ -28,7 +28,7 @@ from mimmx.config import RunConfig
 from mimmx.errors import UserError
 from mimmx.evaluation.report import SHORT, to_records
 from mimmx.evaluation.tables import DASH, accuracy_table, probe_table, summarise, to_markdown
-from mimmx.experiments import (
+from mimmx.runs.experiments import (
     EXPERIMENTS,
     FULL_ROWS,
     ORACLE,
@@ -38,7 +38,8 @@ from mimmx.experiments import (
     row_config,
     rows,
 )
-from mimmx.results import Progress, ResultStore, run_many, seeds_list
+from mimmx.runs.jobs import Progress, run_many, seeds_list
+from mimmx.runs.store import ResultStore
 
 POSTER_SETS = ("validation", "inverted", "balanced")  # the poster's columns
 PROBE_NAMES = {"logreg": "logistic-regression probes", "knn": "kNN probes (k = 30)"}
@@ -166,7 +167,7 @@ def _command(*args: str) -> str:
 def _meta(records: list[dict], command: str, seeds: list[int], store: ResultStore,
           elapsed: float, n_reused: int) -> dict:
     from mimmx.device import describe_device
-    from mimmx.runinfo import git_commit
+    from mimmx.runs.info import git_commit
 
     distinct = {r["key"]: r for r in records}.values()
     hardware: dict[str, int] = {}
