@@ -216,6 +216,7 @@ def _at_least(low: float, open_: bool = False) -> tuple[str, typing.Callable[[fl
 # the valid range of every bounded key (checked when a config is built; None always passes)
 _RANGES: dict[str, tuple[str, typing.Callable[[float], bool]]] = {
     **{f"scenario.{k}": _at_least(1) for k in ("n_train", "n_selection", "n_test")},
+    "scenario.r": ("in [0, 1] (P(z = y) in training)", lambda v: 0 <= v <= 1),
     **{f"model.{k}": _at_least(1) for k in ("width", "f_y_dim", "f_z_dim")},
     **{f"method.{k}": _at_least(0) for k in ("lam", "alpha_y", "alpha_z", "beta_y", "warmup_epochs",
                                               "group_eta", "group_l2")},

@@ -20,6 +20,7 @@ import dataclasses
 import math
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ import torch
 
 from mimmx.config import RunConfig
 from mimmx.device import configure_threads, get_device
-from mimmx.errors import ConfigError
+from mimmx.errors import ConfigError, DivergedError, RunWarning
 from mimmx.methods import METHODS, Dims, Method, build_method
 from mimmx.methods.base import batches_of
 from mimmx.models.network import MIMMNet
@@ -189,6 +190,33 @@ def eval_subsets(scenario: Scenario, size: int | None, seed: int) -> Scenario:
     return dataclasses.replace(scenario, splits=splits)
 
 
+KNOBS = "lower train.lr or method.lam (a run that diverges is not stored or scored)"
+
+
+def check_finite(model: MIMMNet, method: Method, epoch: int) -> None:
+    """Stop (:class:`~mimmx.errors.DivergedError`) when a weight or a running statistic of the
+    network or the method is no longer finite: a loss can stay finite while BatchNorm's
+    running variance or a weight overflows, and such a model only predicts one class."""
+    for owner, module in (("network", model), ("method", method)):
+        for name, t in (*module.named_parameters(), *module.named_buffers()):
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise DivergedError(f"training diverged: the {owner}'s {name} became non-finite by "
+                                    f"epoch {epoch}; {KNOBS}")
+
+
+def warn_if_at_chance(result: RunResult) -> None:
+    """Warn when the kept model's y accuracy on the selection split is at chance (within
+    2 points of the majority class's share): the run trained, but learnt nothing of y."""
+    y = result.scenario.splits["selection"].y
+    majority = 100.0 * float(torch.bincount(y).max()) / len(y)
+    acc = result.best["acc"]["selection"]["y"]
+    if acc <= majority + 2.0:
+        warnings.warn(f"the kept model is at chance: y accuracy {acc:.1f} % on the selection "
+                      f"split, where always answering the majority class gives {majority:.1f} %. "
+                      "It learnt nothing of y; try fewer constraints (a smaller method.lam), a "
+                      "smaller train.lr or more train.epochs", RunWarning, stacklevel=3)
+
+
 def build_model(cfg: RunConfig, scenario: Scenario, device) -> tuple[MIMMNet, Method]:
     """The untrained network and method of ``cfg`` (a checkpoint's state dicts fit these)."""
     n_factors = len(scenario.spec.factors)
@@ -249,8 +277,8 @@ def train(cfg: RunConfig, scenario: Scenario | None = None, callbacks: Iterable[
             for logs in method.update(batch, progress):
                 kind = logs.pop("kind")
                 if not math.isfinite(logs.get("loss", logs.get("estimator_loss", 0.0))):
-                    raise FloatingPointError(f"the {kind} loss became {logs} at epoch {progress:.2f}; "
-                                             "lower the learning rate or λ")
+                    raise DivergedError(f"training diverged: the {kind} loss became non-finite at "
+                                        f"epoch {progress:.2f} (step {step + 1}); {KNOBS}")
                 step += 1
                 seen += tr.batch_size
                 if emit({"type": "step", "step": step, "epoch": progress, "kind": kind, **logs}):
@@ -258,6 +286,7 @@ def train(cfg: RunConfig, scenario: Scenario | None = None, callbacks: Iterable[
                     break
             if stop:
                 break
+        check_finite(model, method, epoch + 1)
         last = epoch == tr.epochs - 1 or stop
         if (epoch + 1) % tr.eval_every == 0 or last:
             ev = {"type": "eval", "epoch": epoch + 1, "step": step, **evaluate(model, method, eval_scenario),
@@ -280,6 +309,7 @@ def train(cfg: RunConfig, scenario: Scenario | None = None, callbacks: Iterable[
         result.best = ev
         emit(ev)
     result.wall_time = time.perf_counter() - t0
+    warn_if_at_chance(result)
     emit({"type": "end", "best": result.best, "wall_time": result.wall_time,
           "images_per_second": result.images_per_second, "stopped": stop})
     return result

@@ -349,9 +349,9 @@ def sweep(scenario: str = "exp1", methods: Sequence[str] = ("baseline", "mimmx")
     frame (one row per method × r × seed), a "mean ± std" table and a plotly figure with error
     bars (std over seeds). Writes ``<out>/sweep_<scenario>.md``, ``.json`` and ``.html``."""
     t0 = time.perf_counter()
-    bad = [v for v in r if not 0.0 < v < 1.0]
+    bad = [v for v in r if not 0.0 <= v <= 1.0]
     if bad:
-        raise UserError(f"--r values must lie in (0, 1), got {bad}")
+        raise UserError(f"--r values must lie in [0, 1] (P(z = y) in training), got {bad}")
     chosen = [method_row(m) for m in methods]
     seed_list = seeds_list(seeds)
     store = store if store is not None else ResultStore()

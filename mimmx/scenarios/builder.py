@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,7 +37,7 @@ import pandas as pd
 import torch
 
 from mimmx import data
-from mimmx.errors import UserError
+from mimmx.errors import RunWarning, UserError
 from mimmx.scenarios.factors import INDUCED, NATURAL, Context, check_factor_source
 
 TEST_SETS = ("validation", "inverted", "balanced")
@@ -196,6 +197,34 @@ def _conditionals(spec: ScenarioSpec, n_y: int) -> tuple[np.ndarray, list[np.nda
     return p_y, cond
 
 
+def _warn_no_minority(spec: ScenarioSpec, cond: list[np.ndarray]) -> None:
+    """Warn for each factor whose P(z | y) leaves cells empty (r = 1 or 0, or a table with
+    zeros): the training set then never shows those (y, z) pairs."""
+    for f, c in zip(spec.factors, cond):
+        if (c == 0).any():
+            y, z = np.argwhere(c == 0)[0]
+            given = f"r = {f.r}" if f.r is not None else "its table"
+            warnings.warn(f"scenario {spec.name!r}, factor {f.name!r}: {given} leaves cells with no "
+                          f"training images (e.g. y = {y}, z = {z}): no minority cells, so a model "
+                          "can never see y and z disagree, and the Inverted set tests cells absent "
+                          "from training. Use r < 1 to keep a few.", RunWarning, stacklevel=3)
+
+
+def _warn_empty_cells(spec: ScenarioSpec, split: str, n: int, p_y: np.ndarray,
+                      cond: list[np.ndarray]) -> None:
+    """Warn when the Balanced set's ``n`` images are too few for every cell (y, z_1..z_N): its
+    accuracy and worst group then say nothing of the empty cells."""
+    cells = list(itertools.product(range(len(p_y)), *[range(c.shape[1]) for c in cond]))
+    wanted = [c for c in cells if p_y[c[0]] * np.prod([cond[i][c[0], zi] for i, zi in enumerate(c[1:])]) > 0]
+    empty = [c for c in wanted if c not in cell_counts(n, p_y, cond)]
+    if empty:
+        names = ["y", *[f.name for f in spec.factors]]
+        shown = "; ".join(", ".join(f"{k}={v}" for k, v in zip(names, c)) for c in empty[:4])
+        warnings.warn(f"scenario {spec.name!r}: the {split} set ({n} images) has no image in "
+                      f"{len(empty)} of its {len(wanted)} cells ({shown}{'; …' if len(empty) > 4 else ''}); "
+                      "its accuracy and worst group ignore them. Raise n_test.", RunWarning, stacklevel=3)
+
+
 def split_conditionals(cond: list[np.ndarray], split: str) -> list[np.ndarray]:
     """P_s(z_i | y) of a split (see the module docstring)."""
     if split == "inverted":
@@ -282,6 +311,8 @@ def build(spec: ScenarioSpec, seed: int = 0, root=None, base: dict | None = None
         y_all = {s: _noisy_labels(y, n_y, spec.y_noise, _generator(seed, spec.draws or spec.name, "y_noise", s))
                  for s, y in y_all.items()}
     p_y, cond = _conditionals(spec, n_y)
+    if spec.confounded:
+        _warn_no_minority(spec, cond)
 
     # natural attributes: measured on the plain images, thresholds from the official train split
     natural = [i for i, f in enumerate(spec.factors) if f.kind == "natural"]
@@ -309,6 +340,8 @@ def build(spec: ScenarioSpec, seed: int = 0, root=None, base: dict | None = None
     used = {s: torch.zeros(len(base[s].labels), dtype=torch.bool) for s in base}
     splits = {}
     for name, source, n, like in plan:
+        if name == "balanced":
+            _warn_empty_cells(spec, name, n, p_y, split_conditionals(cond, like))
         splits[name] = _draw(spec, name, source, n, seed, base[source], y_all[source], z_nat[source],
                              used[source], p_y, split_conditionals(cond, like), natural)
     z_values = [INDUCED[f.source].values if f.kind == "induced" else (f"{f.source} low", f"{f.source} high")

@@ -23,8 +23,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import math
 import os
 import re
+import types
+import typing
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,6 +198,8 @@ def _plain(x):
 
 
 def _checked(cls, d, where: str) -> dict:
+    """``d`` with its keys known to ``cls`` and its values of the fields' types (numbers given
+    as text, as YAML 1.1 reads ``1e-3``, become numbers); the message names key and type."""
     if not isinstance(d, dict):
         raise CohortError(f"{where} must be a mapping, got {d!r}")
     names = {f.name for f in dataclasses.fields(cls)}
@@ -202,7 +207,45 @@ def _checked(cls, d, where: str) -> dict:
     if unknown:
         raise CohortError(f"{where}: unknown key {unknown[0]!r}; "
                           f"valid keys: {', '.join(sorted(names))}")
-    return d
+    hints = typing.get_type_hints(cls)
+    return {k: _typed(hints[k], v, f"{where}.{k}") for k, v in d.items()}
+
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+_EXPECTED = {str: "text", int: "an integer", float: "a number", dict: "a mapping"}
+
+
+def _typed(tp, v, key: str):
+    """``v`` checked against the type hint ``tp`` (str, int, float, dict, tuple[X, ...] and
+    their Optional forms; other hints, such as the nested rules, are checked by their reader)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        if v is None:
+            return None
+        tp = next(a for a in typing.get_args(tp) if a is not type(None))
+    if typing.get_origin(tp) is tuple:
+        inner = typing.get_args(tp)[0]
+        if inner is ColumnRule:
+            return v
+        if not isinstance(v, (list, tuple)):
+            what = ("a list of rows of numbers (P(y, z), one row per y)" if key.endswith(".table")
+                    else f"a list of {_EXPECTED.get(inner, 'lists')}")
+            raise CohortError(f"{key} must be {what}, got {v!r}")
+        if inner is str:  # names and split values: any scalar (a manifest's values may be numbers)
+            bad = [x for x in v if not isinstance(x, (str, int, float)) or isinstance(x, bool)]
+            if bad:
+                raise CohortError(f"{key} must be a list of values, got {bad[0]!r} in it")
+            return tuple(v)
+        return tuple(_typed(inner, x, f"{key}[{i}]") for i, x in enumerate(v))
+    if typing.get_origin(tp) is dict:
+        tp = dict
+    if tp is float and isinstance(v, str) and _NUMBER.fullmatch(v.strip()):
+        v = float(v)
+    ok = {str: lambda: isinstance(v, str), dict: lambda: isinstance(v, dict),
+          int: lambda: isinstance(v, int) and not isinstance(v, bool),
+          float: lambda: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+    if tp in ok and not ok[tp]():
+        raise CohortError(f"{key} must be {_EXPECTED[tp]}, got {v!r}")
+    return float(v) if tp is float else v
 
 
 def _rule(d, where: str) -> ColumnRule:
@@ -555,8 +598,23 @@ def _load_images(paths: list[Path], size: int, cache: bool, progress: bool,
 
 # --- the scenario ---------------------------------------------------------------------------
 
+def _check_two_values(cohort: Cohort) -> None:
+    """A scenario needs at least two values of y and of every factor among the kept rows."""
+    spec = cohort.spec
+    for what, rule, codes in (("the label", spec.label, cohort.y),
+                              *((f"factor {f.key!r}", f, cohort.z[:, i]) for i, f in enumerate(spec.factors))):
+        kept = torch.unique(codes).tolist()
+        if len(kept) < 2:
+            names = rule.value_names()
+            value = names[kept[0]] if kept and kept[0] < len(names) else kept
+            raise CohortError(f"cohort {spec.name!r}: {what} (column {rule.column!r}) has one value "
+                              f"in every kept row ({value!r}); it needs at least two. Check its "
+                              "rule against the manifest's values, or the filter")
+
+
 def scenario_spec(cohort: Cohort) -> ScenarioSpec:
     """The builder's spec: every factor natural, read from the cohort's codes (threshold 0.5)."""
+    _check_two_values(cohort)
     spec = cohort.spec
     factors = []
     for i, f in enumerate(spec.factors):
