@@ -103,7 +103,8 @@ def test_writes_are_atomic(tmp_path, fake, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         run_many([cfg], store)
     monkeypatch.undo()
-    assert list(tmp_path.iterdir()) == []  # no record, no checkpoint, no temporary left
+    left = [f.name for f in tmp_path.iterdir()]
+    assert left == [f".{cfg.hash()}.lock"]  # no record, no checkpoint, no temporary left
     assert store.get(cfg) is None
 
     # debris of a kill -9 (a temporary file) and a truncated record are not records
@@ -153,6 +154,35 @@ def test_a_failed_job_is_named_and_the_finished_ones_are_kept(tmp_path, fake):
     fake.fail = {5}
     with pytest.raises(FloatingPointError, match="seed 5 diverged"):  # alone: its own error
         run_many([tiny(seed=5)], store)
+
+
+def test_a_key_another_process_trains_is_waited_for_and_reused(tmp_path, fake):
+    import threading
+
+    store = ResultStore(tmp_path)
+    a, b = tiny(seed=0), tiny(seed=1)
+    other = store.lock(a.hash())
+    assert other.acquire(wait=False)  # another `reproduce` is training a
+    done = []
+    worker = threading.Thread(target=lambda: done.append(run_many([a, b], store)))
+    worker.start()
+    time.sleep(1.0)
+    assert fake.calls == [1] and not done  # b trained here; a waited for
+    store.put(fake_job(a.to_dict())["record"], b"weights")  # the other process stores a ...
+    fake.calls.remove(0)
+    other.release()  # ... and lets go
+    worker.join(10)
+    assert fake.calls == [1] and done[0][0] == store.get(a)  # a reused, never trained twice
+    # a lock whose owner failed: the waiting process trains the key itself
+    c = tiny(seed=2)
+    other = store.lock(c.hash())
+    other.acquire()
+    worker = threading.Thread(target=lambda: done.append(run_many([c], store)))
+    worker.start()
+    time.sleep(0.5)
+    other.release()
+    worker.join(10)
+    assert fake.calls == [1, 2] and done[1][0]["key"] == c.hash()
 
 
 PARENT = """

@@ -83,34 +83,71 @@ def run_many(cfgs: Sequence[RunConfig], store: ResultStore | None = None, *,
         raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     store = store if store is not None else ResultStore()
     options = eval_options_of(eval_options)
-    todo: dict[str, RunConfig] = {}
-    for cfg in cfgs:
-        key = cfg.hash()
-        if key in todo:
-            continue
-        record = store.get(key)
-        if record is None or record.get("eval_options") != options:
-            todo[key] = cfg
-        elif progress:
-            progress(record, True)
-    jobs = [c.to_dict() for c in todo.values()]
     failures: list[tuple[dict, BaseException]] = []
-    if jobs:
-        run = {"local": _local, "pool": _pool, "ray": _ray}[backend]
-        for out in run(jobs, workers=workers, address=address, threads=threads, options=options):
-            if "error" in out:
-                failures.append((out["job"], out["error"]))
-                continue
-            store.put(out["record"], out["checkpoint"])
-            if progress:
-                progress(out["record"], False)
+    n_jobs = 0
+    todo = _missing(cfgs, store, options, progress)
+    while todo:
+        # a key whose lock another process holds is being trained there: wait, then reuse it
+        locks = {k: store.lock(k) for k in todo}
+        mine = {k: c for k, c in todo.items() if locks[k].acquire(wait=False)}
+        for key in list(mine):  # finished elsewhere just before the lock was ours
+            record = _usable(store, key, options)
+            if record is not None:
+                del mine[key]
+                locks[key].release()
+                if progress:
+                    progress(record, True)
+        jobs = [c.to_dict() for c in mine.values()]
+        n_jobs += len(jobs)
+        try:
+            if jobs:
+                run = {"local": _local, "pool": _pool, "ray": _ray}[backend]
+                for out in run(jobs, workers=workers, address=address, threads=threads,
+                               options=options):
+                    if "error" in out:
+                        failures.append((out["job"], out["error"]))
+                        continue
+                    store.put(out["record"], out["checkpoint"])
+                    locks[out["record"]["key"]].release()
+                    if progress:
+                        progress(out["record"], False)
+        finally:
+            for key in mine:
+                locks[key].release()
+        busy = {k: c for k, c in todo.items() if k not in mine}
+        for key in busy:
+            locks[key].acquire(wait=True)  # until the other process lets go
+            locks[key].release()
+        todo = _missing(list(busy.values()), store, options, progress)  # reused, or its failures
     if failures:
-        _raise_failures(failures, len(jobs))
+        _raise_failures(failures, n_jobs)
     records = [store.get(cfg) for cfg in cfgs]
     missing = [c.hash() for c, r in zip(cfgs, records) if r is None]
     if missing:  # a record that was written but cannot be read back
         raise RuntimeError(f"the store {store.root} lost the records {missing}")
     return records
+
+
+def _usable(store: ResultStore, key: str, options: dict) -> dict | None:
+    """The stored record of ``key`` when it was evaluated with ``options``, else None."""
+    record = store.get(key)
+    return record if record is not None and record.get("eval_options") == options else None
+
+
+def _missing(cfgs: Sequence[RunConfig], store: ResultStore, options: dict,
+             progress: Progress | None) -> dict[str, RunConfig]:
+    """The distinct configurations the store lacks (by key); the others are reported as reused."""
+    todo: dict[str, RunConfig] = {}
+    for cfg in cfgs:
+        key = cfg.hash()
+        if key in todo:
+            continue
+        record = _usable(store, key, options)
+        if record is None:
+            todo[key] = cfg
+        elif progress:
+            progress(record, True)
+    return todo
 
 
 def job_name(job: dict) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,6 +60,38 @@ def record_problem(record: dict, key: str) -> str | None:
     return None
 
 
+class KeyLock:
+    """An exclusive lock on one key of a store (``fcntl.flock`` on ``.<key>.lock``), so that two
+    processes sharing a store never train the same configuration at once; held by the process
+    that trains the key, released when its record is stored (or the process ends). Where
+    ``fcntl`` does not exist (Windows) every acquire succeeds."""
+
+    def __init__(self, path: Path):
+        self.path, self.fd = path, None
+
+    def acquire(self, wait: bool = True) -> bool:
+        """Take the lock; with ``wait=False`` return False at once when another process has it."""
+        if self.fd is not None:
+            return True
+        try:
+            import fcntl
+        except ImportError:
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self.fd = fd
+        return True
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops its flock
+            self.fd = None
+
+
 class ResultStore:
     """Finished runs by configuration hash. ``store.get(cfg)`` → record or None;
     ``store.run_or_load(cfg)`` trains only when missing. See the module docstring."""
@@ -86,6 +119,10 @@ class ResultStore:
 
     def checkpoint_path(self, cfg: RunConfig | str) -> Path:
         return self.record_path(cfg).with_suffix(".pt")
+
+    def lock(self, key: str) -> KeyLock:
+        """The lock of ``key`` (see :class:`KeyLock`), not yet taken."""
+        return KeyLock(self.root / f".{key}.lock")
 
     def __contains__(self, cfg: RunConfig) -> bool:
         return self.get(cfg) is not None
