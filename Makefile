@@ -1,5 +1,6 @@
-# Two commands do everything on a fresh machine:
+# Three commands do everything on a fresh machine:
 #   make app    start the Streamlit app (creates .venv first if needed)
+#   make lab    open the notebooks in JupyterLab, with the datasets found as for the app
 #   make test   run the whole test suite (likewise)
 # The environment is rebuilt only when pyproject.toml or constraints.txt change.
 
@@ -12,7 +13,7 @@ STAMP  := $(VENV)/.mimmx-installed
 MIMMX_DATA ?= $(firstword $(abspath $(wildcard ../shared/data)) $(CURDIR)/data)
 export MIMMX_DATA
 
-.PHONY: app test lint env bench clean-env
+.PHONY: app lab test lint env bench clean-env
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +25,9 @@ env: $(STAMP)
 
 app: $(STAMP)
 	$(BIN)/streamlit run app.py
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=15

@@ -1,7 +1,9 @@
 """Command line: ``python -m mimmx COMMAND ...`` (also installed as ``mimmx``).
 
-Each command lives beside the code it drives, in a module with ``register(subparsers)``;
-this file only lists them. The library never prints; expected failures (missing data, a bad
+Each command lives in the ``cli`` module of the highest layer it drives (``mimmx.runs.cli``:
+train, configs, evaluate, reproduce, sweep; ``mimmx.scenarios.cli``: scenario, cohort), or in
+the module that is its whole code (``mimmx.app.warm``), with ``register(subparsers)``; this
+file only lists them. The library never prints; expected failures (missing data, a bad
 config, an impossible scenario) print one clear message and exit with status 2.
 """
 
@@ -19,9 +21,7 @@ COMMANDS = [
     "mimmx.ciml.cli",
     "mimmx.morpho.cli",
     "mimmx.scenarios.cli",
-    "mimmx.scenarios.cohort_cli",
     "mimmx.runs.cli",
-    "mimmx.evaluation.cli",
     "mimmx.app.warm",
 ]
 

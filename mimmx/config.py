@@ -126,9 +126,9 @@ class TrainConfig:
     eval_every: int = 1  # epochs between evaluations on the selection and test sets
     device: str | None = None  # None: mimmx.device.get_device()
     amp: bool = False  # mixed precision (CUDA only)
-    # channels-last convolutions: ~1.8x faster training on CPU (bench/bench_train.py); max-pool's
+    # channels-last convolutions: faster training on CPU (bench/bench_train.py); max-pool's
     # gradient then breaks ties (equal activations) differently, so numbers differ from the
-    # default layout's within seed noise. Off for the poster rows, whose stored results used it off.
+    # default layout's within seed noise. exp1-3 turn it on (mimmx.runs.experiments).
     channels_last: bool = False
     # which evaluation's model is kept, judged on the confounded selection split only:
     # "y_cell_balanced" (its y accuracy with every cell (y, z_1..z_N) weighing the same, so that
@@ -136,8 +136,8 @@ class TrainConfig:
     select: str = "y_cell_balanced"
 
 
-# keys added after results were stored (nested paths): left out of the hash while they hold
-# this value, so that configurations stored before they existed keep their keys
+# keys (nested paths) left out of the hash while they hold this value: adding a key with a
+# default that keeps the old behaviour leaves every existing configuration's key unchanged
 _HASH_NEUTRAL = {("train", "channels_last"): False, ("method", "estimator", "reduce"): "sum",
                  ("scenario", "y_noise"): None, ("train", "select"): "y",
                  ("scenario", "confounded"): True, ("method", "group_eta"): 0.01,

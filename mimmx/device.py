@@ -67,7 +67,7 @@ def configure_threads() -> int:
     """Apply ``$MIMMX_THREADS`` (torch CPU threads) if set; return the thread count in use.
 
     Small models on a busy CPU run faster on one thread than on two that spin-wait for each
-    other (seen here: 10,600 vs 380 images/s with another process on the second core)."""
+    other (``bench/bench_train.py`` measures both)."""
     value = os.environ.get(THREADS_ENV_VAR, "").strip()
     if value:
         try:

@@ -26,7 +26,7 @@ import numpy as np
 
 # the modules the training thread needs are imported here, in the page's thread: modules
 # first imported by two threads at once can trip CPython's compiler ("AST constructor
-# recursion depth mismatch", seen once under AppTest)
+# recursion depth mismatch")
 import sklearn.decomposition  # noqa: F401 - PCA, imported lazily by mimmx.evaluation.embeddings
 import threadpoolctl  # noqa: F401 - likewise
 import torch

@@ -132,8 +132,8 @@ def posthoc_mi(f_y, f_z, labels=None, *, seed: int = 0, width: int = 128, steps:
 @contextlib.contextmanager
 def _one_thread(device: torch.device):
     """One torch thread on the CPU while the (small) MINE trains: batches of a few hundred rows
-    gain nothing from more, and threads spinning against each other on a shared machine made
-    it 10-30× slower (measured on 2 loaded cores)."""
+    gain nothing from more, and threads spinning against each other on a shared machine make
+    it many times slower."""
     import torch
 
     before = torch.get_num_threads()

@@ -2,6 +2,8 @@
 
 - ``train CONFIG.yaml [--set key=value ...] [--out DIR]``: one run, written as a run folder;
 - ``configs``: (re)write configs/, one YAML per poster row and experiment;
+- ``evaluate RUN_DIR``: tables (a) and (b), post-hoc MI and embeddings of a run folder; writes
+  ``evaluation.md``, ``evaluation.json`` and ``embeddings.html`` into it;
 - ``reproduce EXP``: every poster row of an experiment × ``--seeds``; writes
   ``results/<exp>.md`` and ``.json``. Finished (config, seed) pairs come from the results store;
 - ``sweep``: inverted-set accuracy against the correlation strength r, per method.
@@ -29,6 +31,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("configs", help="(re)write configs/: one YAML per poster row and experiment")
     p.add_argument("--out", default="configs")
     p.set_defaults(func=write_configs)
+
+    p = sub.add_parser("evaluate", help="evaluate a trained run folder (tables (a), (b), MI, embeddings)")
+    p.add_argument("run_dir", help="a run folder written by `mimmx train` (or a checkpoint .pt)")
+    p.add_argument("--embedding", default="umap", choices=["umap", "tsne", "pca", "none"],
+                   help="feature embedding (default umap; pca is instant; none skips it)")
+    p.add_argument("--probes", nargs="+", default=["logreg", "knn"], choices=["logreg", "knn"])
+    p.add_argument("--no-mi", action="store_true", help="skip the post-hoc MINE estimate")
+    p.add_argument("--seed", type=int, default=None, help="seed of the probes, MINE and embedding "
+                   "(default: the run's)")
+    p.set_defaults(func=evaluate)
 
     for name, helptext in (("reproduce", "train every poster row of an experiment over seeds and "
                                          "write results/<exp>.md and .json"),
@@ -175,3 +187,28 @@ def _argv(args: argparse.Namespace) -> str | None:
     if len(sys.argv) > 1 and sys.argv[1] == args.command:
         return "python -m mimmx " + shlex.join(sys.argv[1:])
     return None
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mimmx.evaluation.report import evaluate_result, figures_html
+    from mimmx.runs.folder import load_run
+
+    result = load_run(args.run_dir)
+    embedding = None if args.embedding == "none" else args.embedding
+    report = evaluate_result(result, probes=args.probes, mi=not args.no_mi, embedding=embedding,
+                             seed=args.seed)
+    path = Path(args.run_dir)
+    # a run folder gets evaluation.*; a checkpoint file (e.g. in the results store) <key>.*
+    folder, prefix = (path, "") if path.is_dir() else (path.parent, path.stem + ".")
+    md = report.to_markdown()
+    written = [f"{prefix}evaluation.md", f"{prefix}evaluation.json"]
+    (folder / written[0]).write_text(md)
+    report.to_json(folder / written[1], embeddings=embedding is not None)
+    print(md)
+    if report.figures:
+        written.append(f"{prefix}embeddings.html")
+        figures_html(report.figures, folder / written[-1])
+    print(f"wrote {', '.join(written)} in {folder}")
+    return 0
