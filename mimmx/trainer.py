@@ -221,9 +221,7 @@ def build_model(cfg: RunConfig, scenario: Scenario, device) -> tuple[MIMMNet, Me
     """The untrained network and method of ``cfg`` (a checkpoint's state dicts fit these)."""
     n_factors = len(scenario.spec.factors)
     dims = Dims(cfg.model.f_y_dim, (cfg.model.f_z_dim,) * n_factors, scenario.n_y, tuple(scenario.n_z))
-    model = MIMMNet(cfg.model.encoder, dims.f_y, list(dims.f_z), [dims.n_y, *dims.n_z],
-                    head=cfg.model.head, width=cfg.model.width,
-                    separate_encoders=cfg.model.separate_encoders).to(device)
+    model = MIMMNet.from_config(cfg.model, [dims.n_y, *dims.n_z]).to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model, build_method(cfg.method, dims, cfg.train.epochs).to(device)

@@ -101,8 +101,9 @@ def test_split_first_layer_equals_naive_concat(training):
 
 def test_mine_fast_and_naive_give_the_same_dv_in_float32():
     torch.manual_seed(1)
-    fast = E.MINE(2, 2, width=32, gradient="biased")
-    naive = E.MINE(2, 2, width=32, gradient="biased", split_first_layer=False)
+    fast = E.MINE(2, 2, width=32, gradient="biased", marginals="all_pairs")
+    naive = E.MINE(2, 2, width=32, gradient="biased", split_first_layer=False,
+                     marginals="all_pairs")
     naive.load_state_dict(fast.state_dict())
     f_y, f_z = torch.randn(50, 2), torch.randn(50, 2)
     assert fast.penalty(f_y, f_z).item() == pytest.approx(naive.penalty(f_y, f_z).item(), abs=1e-5)
@@ -111,7 +112,7 @@ def test_mine_fast_and_naive_give_the_same_dv_in_float32():
 def test_dv_formula_all_pairs():
     """DV = mean diag − log mean exp over the B(B−1) off-diagonal pairs, by hand."""
     torch.manual_seed(2)
-    mine = E.MINE(2, 3, width=8, gradient="biased").eval()
+    mine = E.MINE(2, 3, width=8, gradient="biased", marginals="all_pairs").eval()
     f_y, f_z = torch.randn(6, 2), torch.randn(6, 3)
     s = mine.T.pairs(f_y, f_z)
     off = [s[i, j] for i in range(6) for j in range(6) if i != j]
@@ -122,7 +123,7 @@ def test_dv_formula_all_pairs():
 def test_ema_gradient_rescales_the_denominator_gradient():
     """EMA mode: same value as biased, gradient of the log-mean-exp term × mean(e^T)/EMA."""
     torch.manual_seed(3)
-    mine = E.MINE(2, 2, width=8, gradient="ema", ema_rate=0.3).eval()  # eval: fixed BN
+    mine = E.MINE(2, 2, width=8, gradient="ema", ema_rate=0.3, marginals="all_pairs").eval()  # eval: fixed BN
     f_y, f_z = torch.randn(20, 2), torch.randn(20, 2)
     mine.dv(f_y, f_z)  # first call: EMA := current mean, ratio 1
     mine.log_ema -= 1.0  # pretend the running average is well below the current mean
@@ -148,7 +149,7 @@ def test_ema_gradient_rescales_the_denominator_gradient():
 
 def test_mine_signs_and_no_side_effects_of_estimate():
     torch.manual_seed(4)
-    mine = E.MINE(2, 2, width=8)
+    mine = E.MINE(2, 2, width=8, marginals="all_pairs")
     f_y, f_z = torch.randn(16, 2), torch.randn(16, 2)
     assert mine.estimator_loss(f_y, f_z).item() == pytest.approx(-mine.penalty(f_y, f_z).item(),
                                                                  abs=1e-5)
@@ -185,7 +186,7 @@ def test_shuffle_pairs_are_never_joint():
 
 
 def test_mine_rejects_bad_input():
-    mine = E.MINE(2, 3, width=8)
+    mine = E.MINE(2, 3, width=8, marginals="all_pairs")
     with pytest.raises(ValueError, match=r"f_z must have shape \(B, 3\)"):
         mine.penalty(torch.randn(8, 2), torch.randn(8, 2))
     with pytest.raises(ValueError, match="different batch sizes"):
@@ -297,7 +298,10 @@ def test_parameter_free_estimators_have_no_estimator_loss():
 def test_registry():
     assert set(E.ESTIMATORS) == {"mine", "dcor", "mmd", "adversarial"}
     assert isinstance(E.build_estimator("mine", 2, 2, width=16), E.MINE)
-    assert E.build_estimator("mine", 2, 2).T.width == 400  # the original's width by default
+    from mimmx.config import EstimatorConfig
+
+    default = E.build_estimator("mine", 2, 2)  # one default per knob: the config's
+    assert (default.T.width, default.marginals) == (EstimatorConfig.width, EstimatorConfig.marginals)
     with pytest.raises(ConfigError, match="unknown estimator 'hsic'"):
         E.build_estimator("hsic", 2, 2)
     with pytest.raises(ConfigError, match="z_classes"):

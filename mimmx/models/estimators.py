@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mimmx.config import EstimatorConfig
 from mimmx.errors import ConfigError
 
 __all__ = [
@@ -249,10 +250,11 @@ class MINE(DependenceEstimator):
     trainable = True
     generator: torch.Generator | None = None  # of the shuffles (None: torch's global RNG)
 
-    def __init__(self, d_y: int, d_z: int, width: int = 400, depth: int = 3,
-                 marginals: str = "all_pairs", gradient: str = "ema", ema_rate: float = 0.01,
-                 n_shuffles: int = 1, split_first_layer: bool = True, conditional: bool = False,
-                 standardize: bool = False):
+    def __init__(self, d_y: int, d_z: int, width: int = EstimatorConfig.width, depth: int = 3,
+                 marginals: str = EstimatorConfig.marginals, gradient: str = EstimatorConfig.gradient,
+                 ema_rate: float = EstimatorConfig.ema_rate, n_shuffles: int = EstimatorConfig.n_shuffles,
+                 split_first_layer: bool = True, conditional: bool = EstimatorConfig.conditional,
+                 standardize: bool = EstimatorConfig.standardize):
         super().__init__(d_y, d_z)
         if marginals not in ("all_pairs", "shuffle"):
             raise ConfigError(f"MINE: marginals must be 'all_pairs' or 'shuffle', "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from mimmx.config import ModelConfig
 from mimmx.models.encoders import SplitHeads, build_encoder
 
 
@@ -22,8 +23,8 @@ class MIMMNet(nn.Module):
     logits = [y logits, z1 logits, ...]."""
 
     def __init__(self, encoder: str, f_y_dim: int, f_z_dims: list[int], n_classes: list[int],
-                 head: str = "linear", in_channels: int = 1, width: int | None = None,
-                 separate_encoders: bool = False):
+                 head: str = ModelConfig.head, in_channels: int = 1, width: int | None = ModelConfig.width,
+                 separate_encoders: bool = ModelConfig.separate_encoders):
         super().__init__()
         self.dims = [f_y_dim, *f_z_dims]
         kw = {"width": width} if encoder == "conv4" and width is not None else {}
@@ -33,6 +34,12 @@ class MIMMNet(nn.Module):
         else:
             self.encoder = build_encoder(encoder, sum(self.dims), in_channels=in_channels, **kw)
         self.heads = SplitHeads(self.dims, n_classes, head=head)
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, n_classes: list[int]) -> MIMMNet:
+        """The network of a ``model`` config section; ``n_classes`` = [n_y, n_z1, ..., n_zN]."""
+        return cls(cfg.encoder, cfg.f_y_dim, [cfg.f_z_dim] * (len(n_classes) - 1), n_classes,
+                   head=cfg.head, width=cfg.width, separate_encoders=cfg.separate_encoders)
 
     def y_readout(self) -> tuple[nn.Linear, int]:
         """The last linear layer on the way to the y logits and how many of its output rows are
