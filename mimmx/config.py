@@ -181,13 +181,12 @@ class RunConfig:
             raise ConfigError(f"{path}: the top level must be a mapping of sections")
         return cls.from_dict(d)
 
-    def override(self, assignments: list[str]) -> RunConfig:
-        """Apply ``key=value`` strings (dotted keys, YAML values), e.g. ``method.lam=0.5``."""
+    def replace(self, changes: typing.Mapping[str, Any]) -> RunConfig:
+        """A copy with typed values at dotted keys, e.g. ``cfg.replace({"method.lam": 0.7})``,
+        checked as a YAML file's are (types, ranges; floats kept to 12 significant digits, so
+        that a slider's 0.7000000000000001 is 0.7 and hashes like it)."""
         d = self.to_dict()
-        for a in assignments:
-            key, sep, raw = a.partition("=")
-            if not sep:
-                raise ConfigError(f"override {a!r} is not of the form key=value")
+        for key, value in changes.items():
             node, parts = d, key.split(".")
             for p in parts[:-1]:
                 if not isinstance(node, dict) or p not in node:
@@ -195,8 +194,18 @@ class RunConfig:
                 node = node[p]
             if not isinstance(node, dict) or parts[-1] not in node:
                 raise ConfigError(f"unknown config key {key!r}")
-            node[parts[-1]] = yaml.safe_load(raw)
+            node[parts[-1]] = value
         return RunConfig.from_dict(d)
+
+    def override(self, assignments: list[str]) -> RunConfig:
+        """Apply ``key=value`` strings (dotted keys, YAML values), e.g. ``method.lam=0.5``."""
+        changes = {}
+        for a in assignments:
+            key, sep, raw = a.partition("=")
+            if not sep:
+                raise ConfigError(f"override {a!r} is not of the form key=value")
+            changes[key] = yaml.safe_load(raw)
+        return self.replace(changes)
 
     def hash(self) -> str:
         """Stable short hash of the whole configuration (seed included): the results-cache key."""
@@ -274,7 +283,7 @@ def _coerce(tp, value, key: str):
             raise ConfigError(f"config key {key!r} must be a number, got {value!r}")
         if not math.isfinite(value):
             raise ConfigError(f"config key {key!r} must be a finite number, got {value!r}")
-        return float(value)
+        return float(f"{float(value):.12g}")  # 0.1 * 7 is 0.7
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"config key {key!r} must be a string, got {value!r}")

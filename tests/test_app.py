@@ -106,7 +106,7 @@ def test_configs_carry_the_sliders_and_reject_bad_values(monkeypatch):
     assert mimmx_cfg.train.epochs == 4 and mimmx_cfg.train.eval_every == 1
     assert cfgs["Baseline"].hash() != mimmx_cfg.hash()
     assert not session.takes_r("exp3") and session.takes_r("exp1")
-    with pytest.raises(UserError, match="not a probability"):
+    with pytest.raises(UserError, match=r"'scenario.r' must be in \[0, 1\]"):
         session.configs(session.Request(r=1.5))
     with pytest.raises(UserError, match="not rows of"):
         session.configs(session.Request("morpho", ("MIMM-X + DLS + CAW",)))
@@ -191,7 +191,7 @@ def test_live_embeddings_at_every_evaluation_leave_training_unchanged(morpho_tab
 
 def test_warm_cache_fills_the_apps_store_and_never_retrains(morpho_table, tmp_path, monkeypatch,
                                                            capsys):
-    from mimmx import results
+    from mimmx.runs import jobs as results
     from mimmx.app import session, warm
     from mimmx.cli import main
 

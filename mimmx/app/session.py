@@ -38,7 +38,7 @@ from mimmx.errors import UserError
 from mimmx.evaluation import embeddings_frame, evaluate_result
 from mimmx.evaluation.embeddings import subsample
 from mimmx.models.network import MIMMNet
-from mimmx.runs.experiments import EXPERIMENTS, row_config, rows
+from mimmx.runs.experiments import row_config, rows
 from mimmx.runs.folder import checkpoint_bytes, make_record
 from mimmx.runs.store import ResultStore
 from mimmx.scenarios import get_spec
@@ -67,11 +67,12 @@ class Request:
     scenario: str = "exp1"
     methods: tuple[str, ...] = ("Baseline", "MIMM-X + DLS + CAW")  # row labels (mimmx.runs.experiments)
     r: float | None = None  # None: the scenario's own
-    lam: float = 1.5
-    alpha_y: float = 0.3
-    alpha_z: float = 0.8
-    beta_y: float = 0.01
-    n_b: int = 6
+    # None: the experiment's setting (mimmx.runs.experiments), else the config's default
+    lam: float | None = None
+    alpha_y: float | None = None
+    alpha_z: float | None = None
+    beta_y: float | None = None
+    n_b: int | None = None
     epochs: int = 10
     n_train: int | None = None  # None: the scenario's default (tiny mode: 400)
     seed: int = 0
@@ -79,15 +80,11 @@ class Request:
 
 def default_request(scenario: str = "exp1") -> Request:
     """The poster's settings of an experiment, with the app's short default training."""
-    m = EXPERIMENTS[scenario][0]["method"]
     labels = [r.label for r in rows(scenario)]
     shown = [m for m in ("Baseline", "MIMM-X + DLS + CAW", "MIMM") if m in labels]
-    methods = tuple(shown[:2])
-    defaults = RunConfig().method
+    m = row_config(scenario, rows(scenario)[0]).method  # the experiment's knobs
     r = get_spec(scenario).factors[0].r if takes_r(scenario) else None  # the slider's start
-    return Request(scenario, methods, r, m.get("lam", defaults.lam),
-                   m.get("alpha_y", defaults.alpha_y), m.get("alpha_z", defaults.alpha_z),
-                   m.get("beta_y", defaults.beta_y), m.get("n_b", defaults.n_b),
+    return Request(scenario, tuple(shown[:2]), r, m.lam, m.alpha_y, m.alpha_z, m.beta_y, m.n_b,
                    2 if tiny() else 10)
 
 
@@ -106,25 +103,18 @@ def configs(req: Request) -> dict[str, RunConfig]:
                         f"choose from {list(by_label)}")
     if not req.methods:
         raise UserError("choose at least one method")
-    if req.r is not None and not 0.0 <= req.r <= 1.0:
-        raise UserError(f"r = {req.r} is not a probability; choose 0 ≤ r ≤ 1")
-    # sliders can return 0.7000000000000001: round, so that the hashes match warm-cache's
-    sets = [f"method.lam={_round(req.lam)}", f"method.alpha_y={_round(req.alpha_y)}",
-            f"method.alpha_z={_round(req.alpha_z)}", f"method.beta_y={_round(req.beta_y)}",
-            f"method.n_b={req.n_b}", f"train.epochs={req.epochs}", "train.eval_every=1",
-            "train.channels_last=true"]  # ~1.8x faster on CPU (mimmx.config.TrainConfig)
+    knobs = {"method.lam": req.lam, "method.alpha_y": req.alpha_y, "method.alpha_z": req.alpha_z,
+             "method.beta_y": req.beta_y, "method.n_b": req.n_b}
+    changes = {k: v for k, v in knobs.items() if v is not None}
+    changes.update({"train.epochs": req.epochs, "train.eval_every": 1, "train.channels_last": True})
     if req.r is not None:
-        sets.append(f"scenario.r={_round(req.r)}")
+        changes["scenario.r"] = req.r
     n_train = req.n_train if req.n_train is not None else (400 if tiny() else None)
     if n_train is not None:
-        sets.append(f"scenario.n_train={n_train}")
+        changes["scenario.n_train"] = n_train
     if tiny():
-        sets += ["scenario.n_selection=200", "scenario.n_test=200"]
-    return {m: row_config(req.scenario, by_label[m], req.seed).override(sets) for m in req.methods}
-
-
-def _round(x: float) -> float:
-    return round(float(x), 6)
+        changes.update({"scenario.n_selection": 200, "scenario.n_test": 200})
+    return {m: row_config(req.scenario, by_label[m], req.seed).replace(changes) for m in req.methods}
 
 
 def store() -> ResultStore:

@@ -332,10 +332,9 @@ def sweep_config(scenario: str, row: Row, r: float, seed: int) -> RunConfig:
     if scenario in EXPERIMENTS:
         cfg = row_config(scenario, row, seed)
     else:
-        cfg = RunConfig().override([f"scenario.name={scenario}", f"method.name={row.method}",
-                                    f"method.dls={str(row.dls).lower()}",
-                                    f"method.caw={str(row.caw).lower()}", f"seed={seed}"])
-    return cfg.override([f"scenario.r={r}"])
+        cfg = RunConfig().replace({"scenario.name": scenario, "method.name": row.method,
+                                   "method.dls": row.dls, "method.caw": row.caw, "seed": seed})
+    return cfg.replace({"scenario.r": r})
 
 
 def sweep(scenario: str = "exp1", methods: Sequence[str] = ("baseline", "mimmx"),
