@@ -239,6 +239,16 @@ _RANGES: dict[str, tuple[str, typing.Callable[[float], bool]]] = {
 }
 
 
+# string keys with a fixed set of values
+SELECT = ("y", "y_cell_balanced")  # train.select: the selection split's scores a model is kept by
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "train.select": SELECT, "method.alternation": ("per_step", "per_batch"),
+    "method.estimator_batches": ("forward", "bank"), "method.estimator.reduce": ("sum", "mean"),
+    "method.estimator.marginals": ("shuffle", "all_pairs"), "method.estimator.gradient": ("ema", "biased"),
+    "model.head": ("identity", "linear"),
+}
+
+
 def _build(cls, d: Any, prefix: str):
     if not isinstance(d, dict):
         raise ConfigError(f"config section {prefix.rstrip('.') or '<top>'} must be a mapping, got {d!r}")
@@ -254,6 +264,9 @@ def _build(cls, d: Any, prefix: str):
             desc, ok = _RANGES[prefix + k]
             if not ok(v):
                 raise ConfigError(f"config key {prefix + k!r} must be {desc}, got {v!r}")
+        if prefix + k in _CHOICES and v not in _CHOICES[prefix + k]:
+            raise ConfigError(f"config key {prefix + k!r} must be one of "
+                              f"{', '.join(map(repr, _CHOICES[prefix + k]))}, got {v!r}")
     return cls(**kwargs)
 
 

@@ -38,7 +38,6 @@ from mimmx.scenarios import TEST_SETS, Scenario, ScenarioSpec, build, get_spec
 Callback = Callable[[dict], "bool | None"]
 _INIT_LOCK = threading.Lock()
 EVAL_SPLITS = ("selection", *TEST_SETS)
-SELECT = ("y", "y_cell_balanced")  # train.select: the selection split's scores a model is kept by
 # images per forward pass when evaluating: 256 runs at ~4,600 images/s on one CPU thread where
 # 2,000 ran at ~2,000 (the activations of a big batch fall out of cache; bench/bench_train.py)
 EVAL_BATCH = 256
@@ -227,32 +226,33 @@ def build_model(cfg: RunConfig, scenario: Scenario, device) -> tuple[MIMMNet, Me
     return model, build_method(cfg.method, dims, cfg.train.epochs).to(device)
 
 
-def train(cfg: RunConfig, scenario: Scenario | None = None, callbacks: Iterable[Callback] = (),
-          eval_size: int | None = None) -> RunResult:
-    """Train ``cfg`` (building its scenario unless given); :func:`mimmx.runs.write_run` saves
-    the result as a run folder. ``eval_size``: measure the test sets during training on that many images each (a seeded
-    subsample, for a live view); the selection split, hence the chosen model, is unchanged."""
-    t0 = time.perf_counter()
-    callbacks = list(callbacks)
+def _prepare(cfg: RunConfig, scenario: Scenario) -> tuple[MIMMNet, Method, torch.device, int]:
+    """The seeded network and method, set up on the training split; the steps per epoch."""
     device = get_device(cfg.train.device)
     configure_threads()
-    scenario = scenario or build_scenario(cfg)
-    tr = cfg.train
-    if tr.batch_size < 2 or tr.epochs < 1 or tr.eval_every < 1:
-        raise ConfigError("train.batch_size must be ≥ 2, train.epochs and train.eval_every ≥ 1")
-    if tr.select not in SELECT:
-        raise ConfigError(f"train.select must be one of {', '.join(SELECT)}, got {tr.select!r}")
-
     with _INIT_LOCK:  # the initial weights come from torch's global RNG: one run at a time
         torch.manual_seed(cfg.seed)
         model, method = build_model(cfg, scenario, device)
     method.seed(cfg.seed)
     train_split = scenario.splits["train"].to(device)
-    n = len(train_split)
-    if n < tr.batch_size:
-        raise ConfigError(f"train.batch_size = {tr.batch_size} exceeds the {n} training images")
-    method.setup(model, train_split, tr, torch.Generator(device="cpu").manual_seed(cfg.seed))
-    steps_per_epoch = n // tr.batch_size
+    n, batch = len(train_split), cfg.train.batch_size
+    if n < batch:
+        raise ConfigError(f"train.batch_size = {batch} exceeds the {n} training images")
+    method.setup(model, train_split, cfg.train, torch.Generator(device="cpu").manual_seed(cfg.seed))
+    return model, method, device, n // batch
+
+
+def train(cfg: RunConfig, scenario: Scenario | None = None, callbacks: Iterable[Callback] = (),
+          eval_size: int | None = None) -> RunResult:
+    """Train ``cfg`` (building its scenario unless given); :func:`mimmx.runs.write_run` saves
+    the result as a run folder. ``eval_size``: measure the test sets during training on that
+    many images each (a seeded subsample, for a live view); the selection split, hence the
+    chosen model, is unchanged."""
+    t0 = time.perf_counter()
+    callbacks = list(callbacks)
+    scenario = scenario or build_scenario(cfg)
+    model, method, device, steps_per_epoch = _prepare(cfg, scenario)
+    tr = cfg.train
 
     result = RunResult(cfg, scenario, model, method)
     best_state = None

@@ -147,7 +147,7 @@ def test_the_kept_model_is_the_best_by_train_select(tiny_scenario, select):
 
 
 def test_unknown_train_select_is_a_clear_error(tiny_scenario):
-    with pytest.raises(ConfigError, match="train.select must be one of y, y_cell_balanced, got 'acc'"):
+    with pytest.raises(ConfigError, match="'train.select' must be one of 'y', 'y_cell_balanced', got 'acc'"):
         train(RunConfig().override(TINY + ["train.select=acc"]), tiny_scenario)
 
 
@@ -292,7 +292,7 @@ def test_per_factor_mean_is_the_sum_over_n(caw):
         pens[reduce], logs = method.penalty(parts, y, z)
         assert {"mi_z1", "mi_z2"} <= set(logs)
     assert pens["mean"].item() == pytest.approx(pens["sum"].item() / 2, rel=1e-5)
-    with pytest.raises(ConfigError, match="'sum' or 'mean'"):
+    with pytest.raises(ConfigError, match="must be one of 'sum', 'mean', got 'max'"):
         build_method(RunConfig().override(base + ["method.estimator.reduce=max"]).method, dims, 1)
 
 
