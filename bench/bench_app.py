@@ -25,12 +25,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import psutil
 
-from mimmx.app import browser, session
+from mimmx.app import session
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import browser  # noqa: E402 - tests/browser.py, the headless-chromium harness
+
 from mimmx.device import describe_device
 from mimmx.runs import ResultStore
 

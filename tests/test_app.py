@@ -191,9 +191,9 @@ def test_live_embeddings_at_every_evaluation_leave_training_unchanged(morpho_tab
 
 def test_warm_cache_fills_the_apps_store_and_never_retrains(morpho_table, tmp_path, monkeypatch,
                                                            capsys):
-    from mimmx.runs import jobs as results
     from mimmx.app import session, warm
     from mimmx.cli import main
+    from mimmx.runs import jobs as results
 
     monkeypatch.setenv("MIMMX_APP_TINY", "1")
     monkeypatch.setenv("MIMMX_APP_RESULTS", str(tmp_path))

@@ -9,9 +9,8 @@ import os
 import time
 from pathlib import Path
 
+import browser  # tests/browser.py: the headless-chromium harness
 import pytest
-
-from mimmx.app import browser
 
 ROOT = Path(__file__).resolve().parents[1]
 
