@@ -199,6 +199,24 @@ def test_sample_grid_shows_each_cell(exp2):
     assert "(" + str(int(((exp2.splits["train"].y == 0) & (exp2.splits["train"].z[:, 0] == 0)).sum())) + ")" in labels[0]
     fig = sample_figure(exp2, "train", factor=1, per_cell=3)
     assert len(fig.data) == 4
+    # each title sits above its own cell's images: facets run top-down in the cells' order
+    _, labels = sample_grid(exp2, "train", factor=1, per_cell=3)
+    top_down = sorted(fig.layout.annotations, key=lambda a: -a.y)
+    assert [a.text for a in top_down] == labels
+
+
+def test_facet_titles_follow_the_images_not_plotlys_order():
+    import numpy as np
+    import plotly.express as px
+
+    from mimmx.scenarios import facet_titles
+
+    images = np.stack([np.full((4, 4), 10 * i, dtype=np.uint8) for i in range(7)])
+    fig = px.imshow(images, facet_col=0, facet_col_wrap=5, binary_string=True)
+    facet_titles(fig, [f"image {i}" for i in range(7)])
+    # row-major reading order (top row left to right, then the next) gives the images' order
+    reading = sorted(fig.layout.annotations, key=lambda a: (-round(a.y, 3), a.x))
+    assert [a.text for a in reading] == [f"image {i}" for i in range(7)]
 
 
 def test_label_noise_flips_y_at_its_rate_and_keeps_the_tables(real_data):

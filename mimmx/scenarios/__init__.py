@@ -11,6 +11,7 @@ from mimmx.scenarios.builder import (
     SplitData,
     build,
     cell_counts,
+    facet_titles,
     sample_figure,
     sample_grid,
     split_conditionals,
@@ -21,7 +22,7 @@ from mimmx.scenarios.presets import SCENARIOS, get_spec
 __all__ = [
     "SPLITS", "TEST_SETS", "FactorSpec", "InfeasibleScenarioError", "Scenario", "ScenarioSpec",
     "SplitData", "build", "cell_counts", "split_conditionals", "INDUCED", "NATURAL", "SCENARIOS",
-    "get_spec", "build_named", "sample_grid", "sample_figure",
+    "get_spec", "build_named", "facet_titles", "sample_grid", "sample_figure",
 ]
 
 

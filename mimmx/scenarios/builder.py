@@ -421,6 +421,14 @@ def sample_grid(scenario: Scenario, split: str = "train", factor: int = 0, per_c
     return torch.stack(cells), labels
 
 
+def facet_titles(fig, labels: list[str]) -> None:
+    """Title each facet of a ``px.imshow(..., facet_col=0)`` figure with ``labels[i]``, i the
+    image's index. Plotly lists the facet annotations from the bottom row up, each with the text
+    ``facet_col=i``; the index in that text, not the annotation's position, names the image."""
+    for annotation in fig.layout.annotations:
+        annotation.text = labels[int(annotation.text.rsplit("=", 1)[1])]
+
+
 def sample_figure(scenario: Scenario, split: str = "train", factor: int = 0, per_cell: int = 6,
                   seed: int = 0):
     """A plotly figure of :func:`sample_grid`: one row per cell, with the cell's count."""
@@ -431,8 +439,7 @@ def sample_figure(scenario: Scenario, split: str = "train", factor: int = 0, per
     mosaic = grid.permute(0, 2, 1, 3).reshape(n_cells, h, n * w)  # cells side by side per row
     fig = px.imshow(mosaic.numpy(), facet_col=0, facet_col_wrap=1, binary_string=True,
                     facet_row_spacing=0.04, height=110 * n_cells + 60)
-    for i, label in enumerate(labels):
-        fig.layout.annotations[i].text = label
+    facet_titles(fig, labels)
     fig.update_xaxes(showticklabels=False).update_yaxes(showticklabels=False)
     fig.update_layout(title=f"{scenario.spec.name}: {split} samples per (y, {scenario.factor_names[factor]})",
                       margin=dict(l=10, r=10, t=60, b=10))
