@@ -12,6 +12,7 @@ import streamlit as st
 
 from mimmx import __version__, data
 from mimmx.app import charts, ciml_page, session
+from mimmx.config import field_help
 from mimmx.errors import UserError
 from mimmx.evaluation import warm_up_umap
 from mimmx.runs.experiments import EXPERIMENTS, rows
@@ -39,21 +40,10 @@ HELP = {
                 "Morpho-MNIST, exp2/exp3 the chest X-ray stories on Fashion-MNIST; exp1_digits is "
                 "the first brain-MRI analogue (digit groups), where the data cap every method; "
                 "morpho and fashion are MIMM's original benchmarks.",
-    "r": "How strongly each spurious factor goes with y in training: P(z = y). 0.5 = no "
-         "shortcut, 0.9 = 90% of old patients are male and from UKB, 1.0 = a perfect shortcut.",
-    "lam": "λ, the weight of the mutual-information penalty between f_y and f_z. 0 = baseline.",
-    "alpha_y": "α_Y: the Dynamic Loss Scaling (DLS) exponent of the age (y) loss: its weight is "
-               "γ_0 = (L_0 / L̄)^α_Y, L̄ the mean of all the heads' losses. A y loss above the "
-               "mean gets a weight above 1, so a lagging age head is pushed; α_Y sets how hard "
-               "(0: weight 1 always). Only methods with DLS use it.",
-    "alpha_z": "α_Z: the DLS exponent of the spurious factors' losses: the sex and site heads get "
-               "γ_i = (L_i / L̄)^α_Z, so a lagging f_z head is pushed to learn its factor, and f_z, "
-               "not f_y, soaks up sex and site. 0: weight 1 always. (It is not a parameter of "
-               "the Confounder Attention Weighter, which has no setting here.)",
-    "beta_y": "β_Y: how much α_Y grows over the whole training, α_Y(epoch) = α_Y + (epoch / "
-              "epochs) · β_Y, so attention moves to age as training goes on.",
-    "n_b": "N_B: one encoder step, then N_B − 1 steps that train the MI estimator (MINE).",
-    "epochs": "Passes over the training images; each epoch ends with an evaluation.",
+    **{k: field_help(key) for k, key in (("r", "scenario.r"), ("lam", "method.lam"),
+                                         ("alpha_y", "method.alpha_y"), ("alpha_z", "method.alpha_z"),
+                                         ("beta_y", "method.beta_y"), ("n_b", "method.n_b"),
+                                         ("epochs", "train.epochs"))},
 }
 GOOD_RESULT = (
     "**What a good result looks like.** A model that uses the shortcut is right on Validation "

@@ -29,7 +29,11 @@ class ScenarioConfig:
     """Which confounded dataset to build (see ``mimmx.scenarios``)."""
 
     name: str = "exp1"
-    r: float | None = None  # override every factor's correlation strength P(z = y)
+    r: float | None = field(default=None, metadata={"help": (
+        "How strongly each spurious factor goes with y in training: r = P(z = y) (None: the "
+        "scenario's own). 0.5 = no shortcut; 0.9 = nine in ten training images show the factor "
+        "value that usually goes with their y; 1.0 = a perfect shortcut, with no image where "
+        "they disagree.")})
     y_noise: float | None = None  # override P(recorded y ≠ the image's class group)
     n_train: int | None = None  # None: the scenario's default sizes
     n_selection: int | None = None
@@ -86,13 +90,26 @@ class MethodConfig:
     """The objective: L = γ_0 L_0 + Σ γ_i L_i + λ · penalty(f_y, f_z) (MIMM-X, poster eq. 1)."""
 
     name: str = "mimmx"
-    lam: float = 1.5  # λ, weight of the dependence penalty
+    lam: float = field(default=1.5, metadata={"help": (
+        "λ, the weight of the dependence penalty between f_y and f_z (for MIMM and MIMM-X, the "
+        "MINE estimate of their mutual information). 0 = the plain objective.")})
     dls: bool = True  # Dynamic Loss Scaling
     caw: bool = True  # Confounder Attention Weighter
-    alpha_y: float = 0.3  # α_Y,initial
-    alpha_z: float = 0.8  # α_Z
-    beta_y: float = 0.01  # β_Y: growth of α_Y over the epochs
-    n_b: int = 6  # N_B: one encoder step, then N_B − 1 estimator steps
+    alpha_y: float = field(default=0.3, metadata={"help": (
+        "α_Y: the Dynamic Loss Scaling (DLS) exponent of the primary task's loss: its weight is "
+        "γ_0 = (L_0 / L̄)^α_Y, L̄ the mean of all the heads' losses. A y loss above the mean gets "
+        "a weight above 1, so a lagging y head is pushed; α_Y sets how hard (0: weight 1 "
+        "always). Only methods with DLS use it.")})
+    alpha_z: float = field(default=0.8, metadata={"help": (
+        "α_Z: the DLS exponent of the spurious factors' losses: each factor head gets "
+        "γ_i = (L_i / L̄)^α_Z, so a lagging f_z head is pushed to learn its factor, and f_z, not "
+        "f_y, soaks the factors up. 0: weight 1 always. (It is not a parameter of the "
+        "Confounder Attention Weighter, which has no setting here.)")})
+    beta_y: float = field(default=0.01, metadata={"help": (
+        "β_Y: how much α_Y grows over the whole training, α_Y(epoch) = α_Y + (epoch / epochs) · "
+        "β_Y, so attention moves to the primary task as training goes on.")})
+    n_b: int = field(default=6, metadata={"help": (
+        "N_B: one encoder step, then N_B − 1 steps that train the dependence estimator (MINE).")})
     # "per_step": every training batch gives an encoder step, followed by N_B − 1 estimator steps
     # on batches of their own, so the encoder gets as many updates per epoch as the baseline;
     # "per_batch": the original code's loop, batch k trains the encoder when k mod N_B = 0
@@ -119,7 +136,8 @@ class MethodConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 20
+    epochs: int = field(default=20, metadata={"help": (
+        "Passes over the training images; each epoch ends with an evaluation.")})
     batch_size: int = 150
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -216,6 +234,17 @@ class RunConfig:
                 del section[key]
         blob = json.dumps(d, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def field_help(key: str) -> str:
+    """The help text of a config key (dotted, e.g. ``"method.lam"``), from its field's metadata."""
+    cls, parts = RunConfig, key.split(".")
+    for part in parts[:-1]:
+        cls = typing.get_type_hints(cls)[part]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if parts[-1] not in fields or "help" not in fields[parts[-1]].metadata:
+        raise KeyError(f"config key {key!r} has no help text")
+    return fields[parts[-1]].metadata["help"]
 
 
 def _at_least(low: float, open_: bool = False) -> tuple[str, typing.Callable[[float], bool]]:

@@ -98,3 +98,12 @@ def test_yaml_1_1_exponent_numbers_are_numbers(tmp_path):
     assert RunConfig().override(["train.lr=1e-4"]).train.lr == 1e-4
     with pytest.raises(ConfigError, match="must be a number, got '1e-3x'"):
         RunConfig().override(["train.lr=1e-3x"])
+
+
+def test_knobs_carry_their_help_in_the_config():
+    from mimmx.config import field_help
+
+    assert "(L_i / L̄)^α_Z" in field_help("method.alpha_z")
+    assert "P(z = y)" in field_help("scenario.r") and "λ" in field_help("method.lam")
+    with pytest.raises(KeyError, match="method.name"):
+        field_help("method.name")
