@@ -218,8 +218,25 @@ def show_scenario(job: session.Job, waiting: bool) -> None:
                 st.image(strip, caption=f"{factor}: y = {y}, z = {z}", clamp=True)
 
 
+def show_robustness(req: session.Request) -> None:
+    """Inverted and Validation accuracy against r of every stored method, the slider's r marked."""
+    frame = session.robustness(req)
+    fig = charts.robustness_figure(frame, req.scenario, req.r)
+    st.subheader("How each method holds up as the shortcut gets stronger")
+    if fig is None:
+        st.caption("No run of this scenario at these settings is stored yet: press Train, or run "
+                   "`python -m mimmx warm-cache` before class to store r = 0.5, 0.7, 0.9, 0.99.")
+        return
+    st.caption("Each point is a stored run at these settings (solid: Inverted, dotted: "
+               "Validation). A method that uses the shortcut keeps Validation and falls on "
+               "Inverted as r grows; the dashed line is the sidebar's r.")
+    st.plotly_chart(fig, width="stretch", key="robustness")
+
+
 mimmx_tab, ciml_tab = st.tabs(["MIMM-X: remove a shortcut", "CIML: keep complementary information"])
 with mimmx_tab:
+    if session.takes_r(scenario):
+        show_robustness(req)
     if job is not None:
         live = job.running
         # every second until the first accuracy point, so that the first curves show at once

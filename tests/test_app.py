@@ -1,6 +1,7 @@
 """The app page (``app.py``) through Streamlit's AppTest: it starts, lists the datasets,
 trains a tiny request in its background thread, and shows bad input as an error."""
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -207,6 +208,17 @@ def test_warm_cache_fills_the_apps_store_and_never_retrains(morpho_table, tmp_pa
 
     done = warm.warm(["exp1"], r_values=())
     assert len(done["trained"]) == 2 and not done["cached"]
+    # the robustness panel finds the stored runs at the sidebar's settings, and only those
+    from mimmx.app import charts
+
+    req = session.default_request("exp1")
+    frame = session.robustness(req)
+    assert sorted(frame["method"]) == sorted(req.methods) and set(frame["r"]) == {req.r}
+    assert frame["validation"].between(0, 100).all()
+    assert session.robustness(dataclasses.replace(req, lam=req.lam + 1)).empty
+    assert session.robustness(session.default_request("exp3")).empty  # tables, not r
+    fig = charts.robustness_figure(frame, "exp1", req.r)
+    assert len(fig.data) == 2 * len(req.methods) and req.r in [shape.x0 for shape in fig.layout.shapes]
     job = session.Job(session.configs(session.default_request("exp1"))).start()
     job.thread.join(60)
     runs = job.snapshot()["runs"]

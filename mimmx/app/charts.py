@@ -12,6 +12,21 @@ from mimmx.evaluation import embedding_panels
 SPLIT_NAMES = {"validation": "Validation", "inverted": "Inverted", "balanced": "Balanced"}
 
 
+def robustness_figure(frame: pd.DataFrame, scenario: str, r_now: float | None) -> go.Figure | None:
+    """Inverted (solid) and Validation (dotted) y accuracy against r of the stored runs
+    (:func:`mimmx.app.session.robustness`, drawn as ``mimmx sweep`` draws it), the sidebar's r
+    marked; None without stored runs."""
+    from mimmx.runs.reproduce import sweep_figure
+
+    if frame.empty:
+        return None
+    fig = sweep_figure(frame, scenario)
+    if r_now is not None:
+        fig.add_vline(x=r_now, line_dash="dash", line_color="black", annotation_text=f"r = {r_now:g}")
+    fig.update_layout(title=None, height=380, yaxis_range=[0, 100])
+    return fig
+
+
 def accuracy_frame(runs: dict) -> pd.DataFrame:
     """Tidy ``method, epoch, test_set, accuracy`` of the y head, from every run's eval events."""
     out = [{"method": label, "epoch": ev["epoch"], "test_set": name, "accuracy": ev["acc"][s]["y"]}

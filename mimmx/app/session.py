@@ -15,6 +15,7 @@ latest features with UMAP, idling nine tenths of the time so that training keeps
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import threading
 import time
@@ -23,6 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 # the modules the training thread needs are imported here, in the page's thread: modules
 # first imported by two threads at once can trip CPython's compiler ("AST constructor
@@ -86,6 +88,31 @@ def default_request(scenario: str = "exp1") -> Request:
     r = get_spec(scenario).factors[0].r if takes_r(scenario) else None  # the slider's start
     return Request(scenario, tuple(shown[:2]), r, m.lam, m.alpha_y, m.alpha_z, m.beta_y, m.n_b,
                    2 if tiny() else 10)
+
+
+R_GRID = (0.5, 0.7, 0.9, 0.99)  # the correlation strengths warm-cache stores for each scenario
+
+
+def robustness(req: Request, results: ResultStore | None = None,
+               r_values: tuple[float, ...] = R_GRID) -> pd.DataFrame:
+    """y accuracy against r of every method of ``req.scenario`` that the store holds at the
+    request's other settings (``r_values`` and the request's own r): one row per stored run,
+    ``method, r, seed, validation, inverted, balanced`` (%), the layout of ``mimmx sweep``.
+    Empty for scenarios whose factors are tables, not r."""
+    columns = ["method", "r", "seed", "validation", "inverted", "balanced"]
+    if not takes_r(req.scenario):
+        return pd.DataFrame(columns=columns)
+    results = results or store()
+    found = []
+    for label in (r.label for r in rows(req.scenario)):
+        for r in sorted({*r_values, *([req.r] if req.r is not None else [])}):
+            cfg = configs(dataclasses.replace(req, methods=(label,), r=r))[label]
+            record = results.get(cfg)
+            if record is not None:
+                acc = record["best"]["acc"]
+                found.append({"method": label, "r": cfg.scenario.r, "seed": cfg.seed,
+                              **{s: acc[s]["y"] for s in ("validation", "inverted", "balanced")}})
+    return pd.DataFrame(found, columns=columns)
 
 
 def takes_r(scenario: str) -> bool:

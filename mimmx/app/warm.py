@@ -18,10 +18,9 @@ import argparse
 import dataclasses
 import time
 
+from mimmx.app.session import R_GRID
 from mimmx.config import RunConfig
 from mimmx.errors import UserError
-
-R_GRID = (0.5, 0.7, 0.9, 0.99)
 
 
 @dataclasses.dataclass
