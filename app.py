@@ -45,12 +45,15 @@ HELP = {
                                          ("beta_y", "method.beta_y"), ("n_b", "method.n_b"),
                                          ("epochs", "train.epochs"))},
 }
+TEST_SETS = ("Three test sets tell a shortcut from the task. **Validation**: the factors go with y "
+             "as in training. **Inverted**: they point the other way. **Balanced**: they are "
+             "independent of y.")
 GOOD_RESULT = (
     "**What a good result looks like.** A model that uses the shortcut is right on Validation "
     "(same shortcut as training) and wrong on Inverted (the shortcut points the other way): its "
     "Inverted curve falls towards or below 50%. A confounder-free model keeps **Inverted close to "
     "Validation**, with Balanced in between; in its embeddings f_y separates by y but not by "
-    "sex or site, and the probes read sex and site off f_y only at chance."
+    "the spurious factors, and the probes read the factors off f_y only at chance."
 )
 
 
@@ -188,12 +191,12 @@ def show_results(job: session.Job) -> None:
                 st.markdown(f"**{label}**")
                 st.plotly_chart(fig, width="stretch", key=f"emb-{label}")
 
-    table = charts.final_table(runs)
+    table = charts.final_table(runs, info)
     if not table.empty:
         st.subheader("Final results (epoch chosen on the confounded selection split)")
         st.dataframe(table, hide_index=True)
         for label, run in runs.items():
-            probes = charts.probe_table(run["record"]) if run.get("record") else None
+            probes = charts.probe_table(run["record"], info) if run.get("record") else None
             if probes is not None:
                 with st.expander(f"{label}: what each feature part knows (probes)"):
                     st.caption("Probe accuracy [%] of each label from each feature part (Balanced "
@@ -235,6 +238,8 @@ def show_robustness(req: session.Request) -> None:
 
 mimmx_tab, ciml_tab = st.tabs(["MIMM-X: remove a shortcut", "CIML: keep complementary information"])
 with mimmx_tab:
+    st.markdown(f"**{scenario}.** {get_spec(scenario).story}")
+    st.caption(TEST_SETS)
     if session.takes_r(scenario):
         show_robustness(req)
     if job is not None:
@@ -247,8 +252,8 @@ with mimmx_tab:
         waiting = live and job.snapshot(keys=())["scenario"] is None
         st.fragment(show_scenario, run_every=1.0 if waiting else None)(job, waiting)
     else:
-        st.info("Choose the settings in the sidebar and press **Train** (the defaults train "
-                "exp1's Baseline and MIMM-X for 10 short epochs).")
+        st.info(f"Choose the settings in the sidebar and press **Train** (the defaults train "
+                f"{scenario}'s {' and '.join(d.methods)} for {d.epochs} short epochs).")
     st.markdown(GOOD_RESULT)
 with ciml_tab:
     ciml_page.render()

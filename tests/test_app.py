@@ -57,6 +57,8 @@ def test_train_shows_accuracy_curves_and_final_table(app):
     acc = next(d.value for d in at.dataframe if "test_set" in d.value.columns)
     assert len(acc) == 2 * 2 * 3  # methods × epochs × test sets
     assert acc["accuracy"].between(0, 100).all()
+    final = next(d.value for d in at.dataframe if "Inverted y" in d.value.columns)
+    assert {"Inverted marker", "Inverted site"} <= set(final.columns)  # factors by name, not z1 / z2
     # the same request again comes from the results store at once
     at.sidebar.button[0].click().run()
     again = at.session_state["job"]

@@ -100,9 +100,15 @@ def dynamics_figure(runs: dict) -> go.Figure | None:
     return fig
 
 
-def final_table(runs: dict) -> pd.DataFrame:
+def factor_names(info: dict | None) -> dict[str, str]:
+    """``{"z1": "marker", ...}``: the scenario's factor names by head (empty without ``info``)."""
+    return {f"z{i + 1}": f["name"] for i, f in enumerate((info or {}).get("factors", []))}
+
+
+def final_table(runs: dict, info: dict | None = None) -> pd.DataFrame:
     """One row per finished run: every head on every test set at the epoch chosen on the
-    confounded selection split (the poster's table (a))."""
+    confounded selection split (the poster's table (a)); factor heads by name given ``info``."""
+    names = factor_names(info)
     out = []
     for label, run in runs.items():
         best = (run.get("record") or {}).get("best")
@@ -111,17 +117,21 @@ def final_table(runs: dict) -> pd.DataFrame:
         row = {"method": label, "epoch": best["epoch"], "cached": run["cached"]}
         for s, name in SPLIT_NAMES.items():
             for head, acc in best["acc"][s].items():
-                row[f"{name} {head}"] = round(acc, 1)
+                row[f"{name} {names.get(head, head)}"] = round(acc, 1)
         out.append(row)
     return pd.DataFrame(out)
 
 
-def probe_table(record: dict) -> pd.DataFrame | None:
-    """Table (b): logistic-regression probe accuracy of every label from every feature part."""
+def probe_table(record: dict, info: dict | None = None) -> pd.DataFrame | None:
+    """Table (b): logistic-regression probe accuracy of every label from every feature part;
+    factors by name given ``info``."""
     probes = pd.DataFrame((record.get("report") or {}).get("probes", []))
     if probes.empty:
         return None
-    probes = probes[probes["probe"] == "logreg"]
+    names = factor_names(info)
+    probes = probes[probes["probe"] == "logreg"].assign(
+        part=lambda d: d["part"].map(lambda p: f"f_{names.get(p[2:], p[2:])}"),
+        label=lambda d: d["label"].map(lambda c: names.get(c, c)))
     return probes.pivot(index="part", columns="label", values="accuracy").round(1)
 
 
