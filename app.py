@@ -93,7 +93,8 @@ with st.sidebar:
         n_train = st.number_input("Training images (0: the scenario's default)", 0, 100000, 0, 100,
                                   key=f"nt-{scenario}")
         seed = st.number_input("Seed", 0, 10_000, 0)
-        use_umap = st.checkbox("UMAP embeddings (PCA until UMAP has warmed up)")
+        # UMAP only helps when a feature part has more than two dimensions (else PCA is exact)
+        use_umap = session.feature_dims(scenario) > 2 and st.checkbox("UMAP embeddings (PCA until UMAP has warmed up)")
     if use_umap and "umap_warm_up" not in st.session_state:
         st.session_state["umap_warm_up"] = warm_up_umap(background=True)  # numba compiles once
     warm = st.session_state.get("umap_warm_up")
@@ -133,10 +134,12 @@ def figure(key: str, version, build):
     return cache[key][1]
 
 
-def show_progress(job: session.Job, live: bool, first: bool = False) -> None:
+def show_progress(job: session.Job, req: session.Request, live: bool, first: bool = False) -> None:
     """Status, accuracy curves and losses / γ's: polled while training (every second until the
     ``first`` accuracy point, then every PROGRESS_EVERY seconds)."""
     s = job.snapshot(keys=("cached", "history", "steps"))
+    if not job.matches(req):
+        st.warning("These results are for earlier settings: press Train to train the sidebar's.")
     runs = s["runs"]
     evals = (s["started"], *(len(run["history"]) for run in runs.values()))
     if s["status"] == "error":
@@ -165,7 +168,9 @@ def show_progress(job: session.Job, live: bool, first: bool = False) -> None:
            for label, run in runs.items()}
     if any(fig is not None for fig in dyn.values()):
         st.subheader("Losses, loss weights γ and the MI estimate")
-        st.caption("Means over runs of encoder steps, updated at every evaluation.")
+        st.caption("Means over runs of encoder steps, updated at every evaluation. MINE's "
+                   "estimate is a lower bound from a critic trained alongside the encoder: it can "
+                   "dip below 0 when the critic lags behind; read small negative values as ≈ 0.")
         for col, (label, fig) in zip(st.columns(len(dyn)), dyn.items()):
             if fig is not None:
                 col.plotly_chart(fig, width="stretch", key=f"dyn-{label}")
@@ -194,7 +199,8 @@ def show_results(job: session.Job) -> None:
     table = charts.final_table(runs, info)
     if not table.empty:
         st.subheader("Final results (epoch chosen on the confounded selection split)")
-        st.dataframe(table, hide_index=True)
+        st.dataframe(table, hide_index=True,
+                     column_config={"method": st.column_config.TextColumn("method", width="large")})
         for label, run in runs.items():
             probes = charts.probe_table(run["record"], info) if run.get("record") else None
             if probes is not None:
@@ -247,7 +253,7 @@ with mimmx_tab:
         # every second until the first accuracy point, so that the first curves show at once
         first = live and not any(run["history"] for run in job.snapshot(keys=("history",))["runs"].values())
         st.fragment(show_progress, run_every=(1.0 if first else PROGRESS_EVERY) if live else None)(
-            job, live, first)
+            job, req, live, first)
         st.fragment(show_results, run_every=RESULTS_EVERY if live else None)(job)
         waiting = live and job.snapshot(keys=())["scenario"] is None
         st.fragment(show_scenario, run_every=1.0 if waiting else None)(job, waiting)

@@ -67,6 +67,16 @@ def test_train_shows_accuracy_curves_and_final_table(app):
     assert all(run["cached"] for run in again.snapshot()["runs"].values())
 
 
+def test_results_of_earlier_settings_are_marked(app):
+    app.sidebar.button[0].click().run()  # Train
+    job = app.session_state["job"]
+    poll(app, lambda at: not job.running)
+    assert not any("earlier settings" in w.value for w in app.warning)
+    lam = next(s for s in app.sidebar.slider if s.label.startswith("λ"))
+    lam.set_value(lam.value + 1.0).run()
+    assert any("earlier settings" in w.value for w in app.warning)
+
+
 def test_infeasible_request_shows_an_error(app):
     app.sidebar.number_input[0].set_value(100000).run()  # more training images than MNIST has
     app.sidebar.button[0].click().run()

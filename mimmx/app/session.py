@@ -115,6 +115,12 @@ def robustness(req: Request, results: ResultStore | None = None,
     return pd.DataFrame(found, columns=columns)
 
 
+def feature_dims(scenario: str) -> int:
+    """The widest feature part (f_y or one f_z) of the scenario's rows."""
+    model = row_config(scenario, rows(scenario)[0]).model
+    return max(model.f_y_dim, model.f_z_dim)
+
+
 def takes_r(scenario: str) -> bool:
     """Whether the scenario's factors are given by a correlation strength r (not by tables)."""
     return all(f.r is not None for f in get_spec(scenario).factors)
@@ -236,6 +242,14 @@ class Job:
                                 for label, c in cfgs.items()},
                        "scenario": None}
         self.thread = threading.Thread(target=self._run, name="mimmx-app-train", daemon=True)
+
+    def matches(self, req: Request) -> bool:
+        """Whether this job trains what ``req`` asks for (same methods and configurations)."""
+        try:
+            wanted = configs(req)
+        except UserError:
+            return False
+        return {k: c.hash() for k, c in wanted.items()} == {k: c.hash() for k, c in self.cfgs.items()}
 
     def start(self) -> Job:
         self.thread.start()
