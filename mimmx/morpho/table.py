@@ -12,6 +12,7 @@ builds a new file, and an existing file is simply loaded (well under 2 s).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -113,14 +114,32 @@ def load_table(params: TableParams | None = None, *, source: dict | None = None,
     (default: every CPU this process may use)."""
     params = (params or TableParams()).validate()
     path = table_path(params, source)
-    if path.exists() and not rebuild:
+    with _build_lock(path):  # two processes asking at once: one builds, the other then loads
+        if path.exists() and not rebuild:
+            try:
+                with np.load(path) as f:
+                    arrays = {k: f[k] for k in f.files}
+                return MorphoTable(arrays, params, path)
+            except (OSError, ValueError, zipfile.BadZipFile):  # unreadable: build it again
+                pass
+        return build_table(params, source=source, progress=progress, workers=workers)
+
+
+@contextlib.contextmanager
+def _build_lock(path: Path):
+    """An exclusive ``flock`` on ``<table>.lock`` (none where fcntl does not exist)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
         try:
-            with np.load(path) as f:
-                arrays = {k: f[k] for k in f.files}
-            return MorphoTable(arrays, params, path)
-        except (OSError, ValueError, zipfile.BadZipFile):  # unreadable: build it again
-            pass
-    return build_table(params, source=source, progress=progress, workers=workers)
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def build_table(params: TableParams | None = None, *, source: dict | None = None,
