@@ -137,7 +137,7 @@ def figure(key: str, version, build):
 def show_progress(job: session.Job, req: session.Request, live: bool, first: bool = False) -> None:
     """Status, accuracy curves and losses / γ's: polled while training (every second until the
     ``first`` accuracy point, then every PROGRESS_EVERY seconds)."""
-    s = job.snapshot(keys=("cached", "history", "steps"))
+    s = job.snapshot(keys=("cached", "history", "steps", "queued", "joined"))
     if not job.matches(req):
         st.warning("These results are for earlier settings: press Train to train the sidebar's.")
     runs = s["runs"]
@@ -148,6 +148,14 @@ def show_progress(job: session.Job, req: session.Request, live: bool, first: boo
         st.info(f"Running: {s['phase']} …  (press Stop to end early)")
     elif s["status"] == "stopped":
         st.warning("Stopped: the curves show the epochs trained so far; stopped runs are not stored.")
+    queued = [run["queued"] for run in runs.values() if run.get("queued")]
+    if queued:
+        st.info(f"Every core of this server is training: your run is number {min(queued)} in "
+                "line and starts as soon as one is free.")
+    joined = [label for label, run in runs.items() if run.get("joined")]
+    if joined:
+        st.caption(f"Another session is training the same settings ({', '.join(joined)}): "
+                   "its result is shown here when it is done.")
     cached = [label for label, run in runs.items() if run["cached"]]
     if cached:
         st.caption(f"From the results store (trained before with these settings): {', '.join(cached)}")

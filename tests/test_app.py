@@ -286,3 +286,46 @@ def test_runs_train_side_by_side_and_match_the_plain_trainer(morpho_table, tmp_p
     for label, cfg in cfgs.items():
         alone = train(cfg, session.scenario_for(cfg))
         assert [e["acc"] for e in s["runs"][label]["history"]] == [e["acc"] for e in alone.history], label
+
+
+def test_a_class_of_thirty_sessions_shares_one_server(tmp_path, monkeypatch):
+    """Thirty students press Train on one server, ten at each of three λ: at most `slots`
+    trainings run at once, each distinct configuration trains once (the rest join it or read
+    it), every session gets its result, and reading a session's state stays quick."""
+    from mimmx.app import session
+    from mimmx.runs import ResultStore
+
+    monkeypatch.setenv("MIMMX_APP_TINY", "1")
+    store = ResultStore(tmp_path)
+    scheduler = session.Scheduler(slots=2)
+    base = session.default_request("exp1")
+    jobs = [session.Job(session.configs(dataclasses.replace(base, lam=0.5 + i % 3)), store,
+                        scheduler=scheduler).start() for i in range(30)]
+    slowest = 0.0
+    while any(job.running for job in jobs):
+        for job in jobs:
+            t0 = time.perf_counter()
+            job.snapshot()
+            slowest = max(slowest, time.perf_counter() - t0)
+        time.sleep(0.2)
+    assert slowest < 1.0
+    states = [job.snapshot() for job in jobs]
+    assert all(s["status"] == "done" for s in states), [s["error"] for s in states]
+    assert all(run["record"] for s in states for run in s["runs"].values())
+    keys = {run["key"] for s in states for run in s["runs"].values()}
+    assert len(keys) == 3 * len(base.methods)
+    assert sorted(scheduler.trained) == sorted(keys)  # nothing trained twice
+    assert scheduler.peak <= 2
+
+
+def test_class_mode_shows_stored_runs_and_trains_none(tmp_path, monkeypatch):
+    from mimmx.app import session
+    from mimmx.runs import ResultStore
+
+    monkeypatch.setenv("MIMMX_APP_TINY", "1")
+    monkeypatch.setenv("MIMMX_APP_CLASS", "1")
+    job = session.Job(session.configs(session.default_request("exp1")), ResultStore(tmp_path),
+                      scheduler=session.Scheduler(slots=1)).start()
+    job.thread.join(60)
+    s = job.snapshot()
+    assert s["status"] == "error" and "class mode" in s["error"] and not list(tmp_path.glob("*.json"))

@@ -56,6 +56,8 @@ LIVE_UMAP = {"n_epochs": 100}  # a quicker UMAP for the live view
 UMAP_DUTY = 0.1  # the live-UMAP thread computes at most this share of the time
 SCENARIO_CACHE = 4  # built scenarios kept in-process
 PARALLEL_RUNS = max(1, os.cpu_count() or 1)  # runs trained at once, one torch thread each
+SLOTS_ENV_VAR = "MIMMX_APP_SLOTS"  # trainings at once on the whole server (default: the cores)
+CLASS_ENV_VAR = "MIMMX_APP_CLASS"  # "1": class mode, the page shows stored runs and trains none
 
 
 def tiny() -> bool:
@@ -150,6 +152,60 @@ def configs(req: Request) -> dict[str, RunConfig]:
     return {m: row_config(req.scenario, by_label[m], req.seed).replace(changes) for m in req.methods}
 
 
+def class_mode() -> bool:
+    return os.environ.get(CLASS_ENV_VAR, "").strip() not in ("", "0")
+
+
+class Scheduler:
+    """Server-wide: every browser session of one app server shares it. At most ``slots``
+    trainings run at once (default: the cores); a run asked for while the same configuration is
+    training for another session joins it (waits for its record) instead of training twice;
+    the others wait in line, first come first served, and can tell their place."""
+
+    def __init__(self, slots: int | None = None):
+        self.slots = slots or int(os.environ.get(SLOTS_ENV_VAR) or PARALLEL_RUNS)
+        self._cond = threading.Condition()
+        self._running: dict[str, threading.Event] = {}  # key -> set when its training ends
+        self._queue: list[object] = []  # tickets waiting for a slot, in order
+        self.trained: list[str] = []  # keys trained, in order (for tests and the load bench)
+        self.peak = 0  # the most trainings that ran at once
+
+    def claim(self, key: str, stop: threading.Event,
+              waiting: Callable[[int], None]) -> bool | threading.Event:
+        """Wait for a slot to train ``key``: True when granted (call :meth:`release` after
+        training), the event of another session's training of the same key to wait for, or
+        False when ``stop`` was set while waiting. ``waiting(place)`` is told the place in line
+        (1: next) while waiting."""
+        ticket = object()
+        with self._cond:
+            self._queue.append(ticket)
+            try:
+                while True:
+                    if key in self._running:
+                        return self._running[key]
+                    place = self._queue.index(ticket) + 1
+                    if stop.is_set():
+                        return False
+                    if place == 1 and len(self._running) < self.slots:
+                        self._running[key] = threading.Event()
+                        self.peak = max(self.peak, len(self._running))
+                        self.trained.append(key)
+                        return True
+                    waiting(place)
+                    self._cond.wait(0.5)
+            finally:
+                self._queue.remove(ticket)
+                self._cond.notify_all()
+
+    def release(self, key: str) -> None:
+        with self._cond:
+            self._running.pop(key).set()
+            self._cond.notify_all()
+
+
+SCHEDULER = Scheduler()
+
+
 def store() -> ResultStore:
     return ResultStore(os.environ.get(STORE_ENV_VAR) or None)
 
@@ -224,8 +280,10 @@ class Job:
     as soon as a warm-up running in the background finishes."""
 
     def __init__(self, cfgs: dict[str, RunConfig], results: ResultStore | None = None,
-                 embedding: str = "pca", umap_ready: Callable[[], bool] | None = None):
+                 embedding: str = "pca", umap_ready: Callable[[], bool] | None = None,
+                 scheduler: Scheduler | None = None):
         self.cfgs = cfgs
+        self.scheduler = scheduler or SCHEDULER
         self.embedding = embedding
         self.umap_ready = umap_ready or (lambda: embedding == "umap")
         self.results = results or store()
@@ -238,7 +296,8 @@ class Job:
         self._state = {"status": "running", "error": None, "phase": "starting", "started": time.time(),
                        "live_seconds": 0.0,
                        "runs": {label: {"key": c.hash(), "cached": False, "history": [], "steps": [],
-                                        "live": None, "live_umap": None, "record": None}
+                                        "live": None, "live_umap": None, "record": None,
+                                        "queued": None, "joined": False}
                                 for label, c in cfgs.items()},
                        "scenario": None}
         self.thread = threading.Thread(target=self._run, name="mimmx-app-train", daemon=True)
@@ -309,6 +368,10 @@ class Job:
                 self._update(lambda s, label=label, record=record: s["runs"][label].update(record=record))
         if not todo or self._stop.is_set():
             return
+        if class_mode():
+            raise UserError(f"class mode: this server shows stored runs only, and "
+                            f"{' and '.join(todo)} at these settings is not stored. Choose settings "
+                            "the lecturer stored (`python -m mimmx warm-cache`), or ask for them.")
         if not os.environ.get(THREADS_ENV_VAR):  # one thread per run: small models on a busy
             torch.set_num_threads(1)            # CPU lose more to spin-waiting than they gain
         self._update(lambda s: s.update(phase="training " + " and ".join(todo)))
@@ -340,9 +403,36 @@ class Job:
                 self._update(lambda s: s["runs"][label]["steps"].append(ev))
             return self._stop.is_set()
 
-        result = train(cfg, scenario, [callback], eval_size=APP_EVAL_SIZE)
-        if self._stop.is_set():  # a stopped run is incomplete: shown, not stored
+        key = cfg.hash()
+
+        def waiting(place: int) -> None:
+            self._update(lambda s: s["runs"][label].update(queued=place))
+
+        claim = self.scheduler.claim(key, self._stop, waiting)
+        self._update(lambda s: s["runs"][label].update(queued=None))
+        if claim is False:  # stopped while waiting in line
             return
+        if claim is not True:  # another session trains this configuration: wait for its record
+            self._update(lambda s: s["runs"][label].update(joined=True))
+            while not claim.wait(0.5):
+                if self._stop.is_set():
+                    return
+            if self.results.get(cfg) is None:  # it stopped or failed there: train it here
+                return self._train_one(label, cfg, scenario)
+        try:
+            record = self.results.get(cfg)  # finished elsewhere while this one waited
+            if record is not None:
+                self._update(lambda s: s["runs"][label].update(record=record, history=record["history"]))
+                return
+            result = train(cfg, scenario, [callback], eval_size=APP_EVAL_SIZE)
+            if self._stop.is_set():  # a stopped run is incomplete: shown, not stored
+                return
+            self._store(label, cfg, result)
+        finally:
+            if claim is True:
+                self.scheduler.release(key)
+
+    def _store(self, label: str, cfg: RunConfig, result) -> None:
         t0 = time.perf_counter()
         report = evaluate_result(result, probes=("logreg",), mi=False, embedding=None)
         emb = embedding_records(result, "umap" if self.umap_ready() else "pca")
