@@ -30,7 +30,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto --dist worksteal --durations=15
+	$(BIN)/python -m pytest -q -n logical --dist worksteal --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check mimmx tests bench app.py
