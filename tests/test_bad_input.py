@@ -75,9 +75,16 @@ def test_a_diverging_run_stops_with_a_message_and_writes_nothing(real_data, caps
     assert list(tmp_path.iterdir()) == []  # no run folder: never stored or scored
 
 
-def test_out_pointing_at_a_file_is_refused_before_training(real_data, capsys, tmp_path):
+@pytest.mark.parametrize("command", [["train", CONFIG, *_sets(*TINY), "--quiet"],
+                                     ["reproduce", "exp2", "--seeds", "1", *_sets(*TINY)],
+                                     ["sweep", "--scenario", "exp2", "--r", "0.9", "--seeds", "1"]],
+                         ids=["train", "reproduce", "sweep"])
+def test_out_pointing_at_a_file_is_refused_before_training(command, capsys, tmp_path, monkeypatch):
+    import mimmx.trainer
+
+    monkeypatch.setattr(mimmx.trainer, "train", lambda *a, **k: pytest.fail("trained"))
     (tmp_path / "file").write_text("")
-    assert main(["train", CONFIG, *_sets(*TINY), "--quiet", "--out", str(tmp_path / "file")]) == 2
+    assert main([*command, "--out", str(tmp_path / "file")]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
 
 

@@ -109,11 +109,11 @@ def run(args: argparse.Namespace) -> int:
     from mimmx.trainer import build_scenario, train
 
     cfg = RunConfig.from_yaml(args.config).override(args.overrides)
-    scenario = build_scenario(cfg)
-    steps = cfg.train.epochs * (len(scenario.splits["train"]) // cfg.train.batch_size)
     run_dir = Path(args.out) / f"{cfg.scenario.name}-{cfg.method.name}-{cfg.hash()}"
     if run_dir.parent.exists() and not run_dir.parent.is_dir():
         raise UserError(f"--out {args.out} is a file, not a folder; give a folder for the run folders")
+    scenario = build_scenario(cfg)
+    steps = cfg.train.epochs * (len(scenario.splits["train"]) // cfg.train.batch_size)
     callbacks = [] if args.quiet else [ProgressBar(steps)]
     result = train(cfg, scenario, callbacks)
     write_run(result, run_dir)

@@ -118,6 +118,7 @@ def reproduce(experiment: str, seeds: int | Iterable[int] = 3, *, overrides: Seq
     ``<out>/<experiment>.md`` and ``.json`` unless ``out`` is None. ``overrides``
     (``key=value``) apply to every config, after the row's own settings."""
     t0 = time.perf_counter()
+    _check_out(out)
     chosen = select_rows(experiment, rows_wanted)
     seed_list = seeds_list(seeds)
     store = store if store is not None else ResultStore()
@@ -147,6 +148,12 @@ def reproduce(experiment: str, seeds: int | Iterable[int] = 3, *, overrides: Seq
         result.paths["markdown"].write_text(md)
         result.paths["json"].write_text(_twin(meta, tables))
     return result
+
+
+def _check_out(out: str | Path | None) -> None:
+    """Refuse an output folder that is a file, before anything trains."""
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise UserError(f"--out {out} is a file, not a folder; give a folder for the tables")
 
 
 def _counting(progress: Progress | None, reused: list,
@@ -348,6 +355,7 @@ def sweep(scenario: str = "exp1", methods: Sequence[str] = ("baseline", "mimmx")
     frame (one row per method × r × seed), a "mean ± std" table and a plotly figure with error
     bars (std over seeds). Writes ``<out>/sweep_<scenario>.md``, ``.json`` and ``.html``."""
     t0 = time.perf_counter()
+    _check_out(out)
     bad = [v for v in r if not 0.0 <= v <= 1.0]
     if bad:
         raise UserError(f"--r values must lie in [0, 1] (P(z = y) in training), got {bad}")
