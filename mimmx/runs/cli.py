@@ -4,6 +4,8 @@
 - ``configs``: (re)write configs/, one YAML per poster row and experiment;
 - ``evaluate RUN_DIR``: tables (a) and (b), post-hoc MI and embeddings of a run folder; writes
   ``evaluation.md``, ``evaluation.json`` and ``embeddings.html`` into it;
+- ``audit RUN_DIR``: candidate shortcut attributes ranked by how much the run's f_y and its
+  errors depend on them beyond y; writes ``audit.md`` and ``audit.json`` beside the run;
 - ``reproduce EXP``: every poster row of an experiment × ``--seeds``; writes
   ``results/<exp>.md`` and ``.json``. Finished (config, seed) pairs come from the results store;
 - ``sweep``: inverted-set accuracy against the correlation strength r, per method.
@@ -41,6 +43,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None, help="seed of the probes, MINE and embedding "
                    "(default: the run's)")
     p.set_defaults(func=evaluate)
+
+    p = sub.add_parser("audit", help="rank candidate shortcut attributes of a trained run "
+                                     "(what its f_y and its errors depend on beyond y)")
+    p.add_argument("run_dir", help="a run folder written by `mimmx train` (or a checkpoint .pt)")
+    p.add_argument("--split", default="balanced", choices=["validation", "inverted", "balanced"],
+                   help="the held-out set to audit on (default balanced)")
+    p.add_argument("--permutations", type=int, default=999, help="permutations per candidate")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=audit)
 
     for name, helptext in (("reproduce", "train every poster row of an experiment over seeds and "
                                          "write results/<exp>.md and .json"),
@@ -211,4 +222,22 @@ def evaluate(args: argparse.Namespace) -> int:
         written.append(f"{prefix}embeddings.html")
         figures_html(report.figures, folder / written[-1])
     print(f"wrote {', '.join(written)} in {folder}")
+    return 0
+
+
+def audit(args: argparse.Namespace) -> int:
+    from mimmx.evaluation.audit import audit_markdown, audit_run
+    from mimmx.runs.folder import atomic_write, load_run
+
+    if args.permutations < 19:
+        raise UserError(f"--permutations must be ≥ 19 for a test at 5 %, got {args.permutations}")
+    result = load_run(args.run_dir)
+    table = audit_run(result, args.split, n_permutations=args.permutations, seed=args.seed)
+    path = Path(args.run_dir)
+    folder, prefix = (path, "") if path.is_dir() else (path.parent, path.stem + ".")
+    md = audit_markdown(table, f"Shortcut audit of {path.name} on the {args.split} set")
+    atomic_write(folder / f"{prefix}audit.md", md)
+    atomic_write(folder / f"{prefix}audit.json", table.to_json(orient="records", indent=1))
+    print(md)
+    print(f"wrote {prefix}audit.md and {prefix}audit.json in {folder}")
     return 0

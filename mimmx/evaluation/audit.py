@@ -1,0 +1,233 @@
+"""Shortcut audit: which attribute of the images (or of a cohort's metadata) does a trained
+model's f_y, and do its errors, depend on beyond what the task y explains?
+
+For every candidate attribute a (a number per held-out image: measured from the image, a
+metadata column, or a known factor listed among the others without telling which is which):
+
+- **dependence within class**: dCor(f_y, a | y) = Σ_c (n_c / n) · dCor(f_y[y = c], a[y = c]),
+  the distance correlation (Székely et al. 2007) inside each class, so that an attribute that
+  merely follows y (a consequence of the task, such as a fracture's ink) scores ≈ 0;
+- its **permutation test**: a permuted within each class, 999 times by default; p = (1 + #{perm
+  ≥ observed}) / (1 + n_perm), and p · (number of candidates) (Bonferroni) against the level;
+- a **bootstrap interval** (resampling images within each class);
+- **error slices**: y accuracy in each (y, a above / below its median) group, and the largest
+  gap between the two halves of one class, in points (with its bootstrap interval).
+
+Candidates rank by dCor(f_y, a | y). Distance matrices are double-centred once per class; a
+permutation only reorders them (dCov² = mean(A[p][:, p] · B)), so 999 permutations cost little.
+See docs/audit.md for what each measure means and its pitfalls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+LEVEL = 0.05  # family-wise, Bonferroni over the candidates
+
+
+# ----------------------------------------------------------------------------- candidates
+
+
+def image_attributes(images: Tensor, morphometrics: bool = False) -> pd.DataFrame:
+    """Attributes measurable from any grayscale images (N, H, W) uint8, one column each:
+    intensity (mean), contrast (std), sharpness (variance of the Laplacian), noise (median
+    |Laplacian| on the background), border (mean of the outer 3-pixel frame), the four corners
+    (mean of a 5 × 5 patch each), extent (share of the image inside the ink's bounding box);
+    with ``morphometrics``, Morpho-MNIST's area, length, thickness, slant, width, height."""
+    x = images.float().div(255.0)
+    n, h, w = x.shape
+    lap = torch.nn.functional.conv2d(
+        x[:, None], torch.tensor([[[[0.0, 1, 0], [1, -4, 1], [0, 1, 0]]]]), padding=1)[:, 0]
+    background = x < 0.1
+    frame = torch.ones(h, w, dtype=torch.bool)
+    frame[3:-3, 3:-3] = False
+    ink = x > 0.2
+    rows, cols = ink.any(2), ink.any(1)
+
+    def span(m: Tensor) -> Tensor:
+        idx = torch.arange(m.shape[1]).expand_as(m)
+        first = torch.where(m, idx, m.shape[1]).min(1).values
+        last = torch.where(m, idx, -1).max(1).values
+        return (last - first + 1).clamp_min(0).float()
+
+    out = {
+        "intensity": x.mean((1, 2)),
+        "contrast": x.std((1, 2)),
+        "sharpness": lap.var((1, 2)),
+        "noise": torch.stack([lap[i][background[i]].abs().median() if background[i].any()
+                              else lap.new_tensor(0.0) for i in range(n)]),
+        "border": x[:, frame].mean(1),
+        "corner top-left": x[:, :5, :5].mean((1, 2)),
+        "corner top-right": x[:, :5, -5:].mean((1, 2)),
+        "corner bottom-left": x[:, -5:, :5].mean((1, 2)),
+        "corner bottom-right": x[:, -5:, -5:].mean((1, 2)),
+        "extent": span(rows) * span(cols) / (h * w),
+    }
+    frame_df = pd.DataFrame({k: v.numpy() for k, v in out.items()})
+    if morphometrics:
+        from mimmx.morpho import measure
+
+        frame_df = pd.concat([frame_df, measure(images.numpy()).reset_index(drop=True)], axis=1)
+    return frame_df
+
+
+# ------------------------------------------------------------------------------- measures
+
+
+def _centred(d: Tensor) -> Tensor:
+    return d - d.mean(0, keepdim=True) - d.mean(1, keepdim=True) + d.mean()
+
+
+def _distances(v: Tensor) -> Tensor:
+    v = v.reshape(len(v), -1).double()
+    v = (v - v.mean(0)) / v.std(0).clamp_min(1e-12)
+    return torch.cdist(v, v)
+
+
+@dataclass
+class _Class:
+    """One class's double-centred distance matrix of f_y and its dVar."""
+
+    index: Tensor
+    b: Tensor
+    dvar_b: float
+
+
+def _classes(f_y: Tensor, y: Tensor) -> list[_Class]:
+    out = []
+    for c in torch.unique(y):
+        index = torch.nonzero(y == c).flatten()
+        if len(index) < 4:
+            continue
+        b = _centred(_distances(f_y[index]))
+        out.append(_Class(index, b, float((b * b).mean())))
+    return out
+
+
+def _dcor_within(classes: list[_Class], a: Tensor, perms: list[list[Tensor]] | None = None,
+                 ) -> Tensor:
+    """dCor(f_y, a | y) (weighted by class size), or one value per permutation set in ``perms``
+    (``perms[k][j]``: the k-th permutation of class j's positions)."""
+    n = sum(len(c.index) for c in classes)
+    total = torch.zeros(1 if perms is None else len(perms), dtype=torch.float64)
+    for j, c in enumerate(classes):
+        am = _centred(_distances(a[c.index]))
+        dvar_a = float((am * am).mean())
+        if dvar_a <= 0 or c.dvar_b <= 0:
+            continue
+        if perms is None:
+            dcov = (am * c.b).mean()[None]
+        else:
+            dcov = torch.stack([(am[p][:, p] * c.b).mean() for p in (ps[j] for ps in perms)])
+        dcor = (dcov.clamp_min(0) / (dvar_a * c.dvar_b) ** 0.5).sqrt()
+        total += dcor * len(c.index) / n
+    return total
+
+
+def _upper_half(a: Tensor) -> Tensor:
+    """a above its median (a two-valued attribute: its larger value)."""
+    high = a > a.median()
+    return high if high.any() else a >= a.median()
+
+
+def _slice_gap(pred: Tensor, y: Tensor, high: Tensor) -> float:
+    """The largest gap (points) in y accuracy between an attribute's two halves within a class."""
+    gaps = []
+    for c in torch.unique(y):
+        m = y == c
+        lo, hi = m & ~high, m & high
+        if lo.any() and hi.any():
+            acc = [100.0 * float((pred[s] == y[s]).float().mean()) for s in (lo, hi)]
+            gaps.append(abs(acc[0] - acc[1]))
+    return max(gaps) if gaps else 0.0
+
+
+def audit(f_y: Tensor, y: Tensor, pred: Tensor, attributes: pd.DataFrame, *,
+          kinds: dict[str, str] | None = None, n_permutations: int = 999, n_bootstrap: int = 200,
+          max_points: int = 800, seed: int = 0, level: float = LEVEL) -> pd.DataFrame:
+    """Rank the ``attributes`` (one row per image, one column per candidate) by how much f_y
+    depends on them within each class of y, with the model's predictions ``pred`` for the error
+    slices. One row per candidate, strongest first: ``candidate, kind, dcor, dcor_low,
+    dcor_high, p, p_adjusted, flagged, gap, gap_low, gap_high`` (gap in points). ``flagged``:
+    p_adjusted < ``level``. At most ``max_points`` images are used (a seeded subsample)."""
+    if len(f_y) != len(attributes) or len(y) != len(f_y) or len(pred) != len(f_y):
+        raise ValueError(f"f_y ({len(f_y)}), y ({len(y)}), pred ({len(pred)}) and the attributes "
+                         f"({len(attributes)}) must describe the same images")
+    gen = torch.Generator().manual_seed(seed)
+    keep = torch.randperm(len(f_y), generator=gen)[:max_points].sort().values
+    f_y, y, pred = f_y[keep].float(), y[keep], pred[keep]
+    values = attributes.iloc[keep.numpy()].reset_index(drop=True)
+    classes = _classes(f_y, y)
+    perms = [[torch.randperm(len(c.index), generator=gen) for c in classes] for _ in range(n_permutations)]
+    boots = [torch.cat([c.index[torch.randint(len(c.index), (len(c.index),), generator=gen)]
+                        for c in classes]) for _ in range(n_bootstrap)]
+    candidates = {}
+    for name in values.columns:
+        a = torch.tensor(values[name].to_numpy(dtype=float))
+        if torch.isfinite(a).all() and float(a.std()) > 0.0:
+            candidates[name] = (a, _upper_half(a))
+    rows = []
+    for name, (a, high) in candidates.items():
+        observed = float(_dcor_within(classes, a)[0])
+        null = _dcor_within(classes, a, perms)
+        rows.append({"candidate": name, "kind": (kinds or {}).get(name, "image"), "dcor": observed,
+                     "p": (1.0 + float((null >= observed - 1e-12).sum())) / (1.0 + n_permutations),
+                     "gap": _slice_gap(pred, y, high)})
+    boot = {name: ([], []) for name in candidates}
+    for idx in boots:  # one resample at a time: its classes' matrices serve every candidate
+        resampled = _classes(f_y[idx], y[idx])
+        for name, (a, high) in candidates.items():
+            boot[name][0].append(float(_dcor_within(resampled, a[idx])[0]))
+            boot[name][1].append(_slice_gap(pred[idx], y[idx], high[idx]))
+    for row in rows:
+        dcors, gaps = boot[row["candidate"]]
+        row.update(dcor_low=float(np.percentile(dcors, 2.5)), dcor_high=float(np.percentile(dcors, 97.5)),
+                   gap_low=float(np.percentile(gaps, 2.5)), gap_high=float(np.percentile(gaps, 97.5)))
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table["p_adjusted"] = (table["p"] * len(table)).clip(upper=1.0)
+    table["flagged"] = table["p_adjusted"] < level
+    cols = ["candidate", "kind", "dcor", "dcor_low", "dcor_high", "p", "p_adjusted", "flagged",
+            "gap", "gap_low", "gap_high"]
+    return table[cols].sort_values("dcor", ascending=False, ignore_index=True)
+
+
+def audit_run(result, split: str = "balanced", *, morphometrics: bool | None = None,
+              **options) -> pd.DataFrame:
+    """:func:`audit` of a trained run (:class:`~mimmx.trainer.RunResult`) on one of its held-out
+    ``split``: the candidates are the image attributes (with Morpho-MNIST's morphometrics on
+    MNIST) and the scenario's own factors, listed among them by name (kind "factor")."""
+    data = result.scenario.splits[split]
+    out = result.features(split)
+    if morphometrics is None:
+        morphometrics = result.scenario.spec.dataset == "mnist"
+    attributes = image_attributes(data.x.cpu(), morphometrics=morphometrics)
+    names = result.scenario.factor_names
+    attributes = attributes.rename(columns={n: f"{n} (measured)" for n in names if n in attributes})
+    for i, name in enumerate(names):
+        attributes[name] = out[f"z{i + 1}"].numpy().astype(float)
+    kinds = {name: "factor" for name in names}
+    return audit(out["f_y"], out["y"], out["pred_y"], attributes, kinds=kinds, **options)
+
+
+def audit_markdown(table: pd.DataFrame, title: str = "Shortcut audit") -> str:
+    """The audit as a markdown table, strongest candidate first."""
+    lines = [f"# {title}", "",
+             "dCor(f_y, a | y): distance correlation between f_y and the attribute within each class "
+             "of y (0: f_y ignores it beyond y); 95 % bootstrap interval; p: within-class "
+             f"permutation test, Bonferroni-adjusted over the candidates (flagged below {LEVEL}); "
+             "gap: the largest difference in y accuracy between the attribute's lower and upper "
+             "half within one class [points].", "",
+             "| rank | candidate | kind | dCor | 95 % interval | p (adjusted) | flagged | gap | 95 % interval |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for i, r in table.iterrows():
+        lines.append(f"| {i + 1} | {r.candidate} | {r.kind} | {r.dcor:.3f} | {r.dcor_low:.3f}–"
+                     f"{r.dcor_high:.3f} | {r.p_adjusted:.3g} | {'yes' if r.flagged else 'no'} | "
+                     f"{r.gap:.1f} | {r.gap_low:.1f}–{r.gap_high:.1f} |")
+    return "\n".join(lines) + "\n"
