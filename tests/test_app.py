@@ -12,7 +12,7 @@ APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
 @pytest.fixture
-def app(morpho_table, tmp_path, monkeypatch):
+def app(real_data, tmp_path, monkeypatch):
     monkeypatch.setenv("MIMMX_APP_TINY", "1")  # 400 training images, 2 epochs
     monkeypatch.setenv("MIMMX_APP_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("MIMMX_THREADS", "1")
@@ -85,7 +85,7 @@ def test_infeasible_request_shows_an_error(app):
     assert "train" in at.error[0].value.lower()
 
 
-def test_stop_ends_the_training_early_and_stores_nothing(morpho_table, tmp_path, monkeypatch):
+def test_stop_ends_the_training_early_and_stores_nothing(real_data, tmp_path, monkeypatch):
     from mimmx.app import session
     from mimmx.runs import ResultStore
 
@@ -163,7 +163,7 @@ def test_slider_floats_hash_like_the_presets(monkeypatch):
             == {k: c.hash() for k, c in session.configs(clean).items()})
 
 
-def test_live_embeddings_at_every_evaluation_leave_training_unchanged(morpho_table, tmp_path,
+def test_live_embeddings_at_every_evaluation_leave_training_unchanged(real_data, tmp_path,
                                                                       monkeypatch):
     from mimmx.app import session
     from mimmx.runs import ResultStore
@@ -202,7 +202,7 @@ def test_live_embeddings_at_every_evaluation_leave_training_unchanged(morpho_tab
     assert [ev["acc"] for ev in run["history"]] == [ev["acc"] for ev in plain.history]
 
 
-def test_warm_cache_fills_the_apps_store_and_never_retrains(morpho_table, tmp_path, monkeypatch,
+def test_warm_cache_fills_the_apps_store_and_never_retrains(real_data, tmp_path, monkeypatch,
                                                            capsys):
     from mimmx.app import session, warm
     from mimmx.cli import main
@@ -259,7 +259,7 @@ def test_ciml_tab_trains_and_shows_dice_and_maps(app):
     assert {"gates", "contributions", "prediction"} <= set(job.figures)
 
 
-def test_runs_train_side_by_side_and_match_the_plain_trainer(morpho_table, tmp_path, monkeypatch):
+def test_runs_train_side_by_side_and_match_the_plain_trainer(real_data, tmp_path, monkeypatch):
     """The job trains Baseline and MIMM-X in two threads at once; each run is seeded on its
     own (initial weights under a lock, MINE's shuffles from the method's generator), so the
     records equal those of the plain trainer run one at a time."""
@@ -288,7 +288,7 @@ def test_runs_train_side_by_side_and_match_the_plain_trainer(morpho_table, tmp_p
         assert [e["acc"] for e in s["runs"][label]["history"]] == [e["acc"] for e in alone.history], label
 
 
-def test_a_class_of_thirty_sessions_shares_one_server(tmp_path, monkeypatch):
+def test_a_class_of_thirty_sessions_shares_one_server(real_data, tmp_path, monkeypatch):
     """Thirty students press Train on one server, ten at each of three λ: at most `slots`
     trainings run at once, each distinct configuration trains once (the rest join it or read
     it), every session gets its result, and reading a session's state stays quick."""
@@ -318,7 +318,7 @@ def test_a_class_of_thirty_sessions_shares_one_server(tmp_path, monkeypatch):
     assert scheduler.peak <= 2
 
 
-def test_class_mode_shows_stored_runs_and_trains_none(tmp_path, monkeypatch):
+def test_class_mode_shows_stored_runs_and_trains_none(real_data, tmp_path, monkeypatch):
     from mimmx.app import session
     from mimmx.runs import ResultStore
 

@@ -25,7 +25,7 @@ def needs_browser():
         pytest.skip(msg)
 
 
-def test_train_in_a_real_browser_draws_the_inverted_curve(needs_browser, morpho_table, tmp_path):
+def test_train_in_a_real_browser_draws_the_inverted_curve(needs_browser, real_data, tmp_path):
     env = {"MIMMX_APP_TINY": "1", "MIMMX_APP_RESULTS": str(tmp_path / "results"),
            "MIMMX_THREADS": "1"}
     shot = ROOT / "docs/img/app.png" if os.environ.get("MIMMX_SCREENSHOT") == "1" else tmp_path / "app.png"
