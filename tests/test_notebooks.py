@@ -16,9 +16,14 @@ def test_committed_without_outputs(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_runs_in_fast_mode(path, morpho_table, monkeypatch):
+def test_runs_in_fast_mode(path, real_data, request, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
+
+    code = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"]
+                   if c["cell_type"] == "code")
+    if "morpho" in code or "exp1_digits" in code:  # its scenarios read the Morpho-MNIST table
+        request.getfixturevalue("morpho_table")
 
     monkeypatch.setenv("MIMMX_FAST", "1")
     monkeypatch.setenv("MIMMX_THREADS", "1")
