@@ -248,3 +248,13 @@ def test_ray_backend_on_a_local_instance(local_records, tmp_path):
     remote = run_many(cfgs, ResultStore(tmp_path), backend="ray", workers=1, threads=1,
                       eval_options=FAST)
     assert [_comparable(r) for r in remote] == [_comparable(r) for r in local]
+
+
+def test_step_means_keep_at_most_the_points_and_their_mean():
+    from mimmx.runs.folder import step_means
+
+    steps = [{"step": i, "loss": float(i)} for i in range(1000)]
+    kept = step_means(steps, points=100)
+    assert len(kept) == 100 and kept[0]["loss"] == pytest.approx(4.5)
+    assert sum(k["loss"] for k in kept) / 100 == pytest.approx(499.5)
+    assert step_means(steps[:7], points=100) == steps[:7]

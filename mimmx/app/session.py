@@ -41,7 +41,7 @@ from mimmx.evaluation import embeddings_frame, evaluate_result
 from mimmx.evaluation.embeddings import subsample
 from mimmx.models.network import MIMMNet
 from mimmx.runs.experiments import row_config, rows
-from mimmx.runs.folder import checkpoint_bytes, make_record
+from mimmx.runs.folder import checkpoint_bytes, make_record, step_means
 from mimmx.runs.store import ResultStore
 from mimmx.scenarios import get_spec
 from mimmx.trainer import build_model, build_scenario, split_features, train
@@ -357,7 +357,8 @@ class Job:
                 todo[label] = cfg
             else:
                 self._update(lambda s, label=label, record=record: s["runs"][label].update(
-                    cached=True, record=record, history=record["history"]))
+                    cached=True, record=record, history=record["history"],
+                    steps=record.get("steps") or []))
         self._update(lambda s: s.update(phase="building the scenario"))
         scenario = scenario_for(next(iter(self.cfgs.values())))
         info = scenario_info(scenario)
@@ -436,9 +437,10 @@ class Job:
         t0 = time.perf_counter()
         report = evaluate_result(result, probes=("logreg",), mi=False, embedding=None)
         emb = embedding_records(result, "umap" if self.umap_ready() else "pca")
+        steps = self.snapshot(keys=("steps",))["runs"][label]["steps"]
         record = make_record(result, report.to_dict(),
                              {"app": APP_EVAL, "history_eval_size": APP_EVAL_SIZE},
-                             time.perf_counter() - t0, app_embeddings=emb)
+                             time.perf_counter() - t0, app_embeddings=emb, steps=step_means(steps))
         self.results.put(record, checkpoint_bytes(result))
         self._update(lambda s: s["runs"][label].update(record=self.results.get(cfg) or record))
 

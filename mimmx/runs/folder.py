@@ -24,6 +24,7 @@ import os
 import uuid
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from mimmx.config import RunConfig
@@ -77,11 +78,28 @@ def checkpoint_bytes(result) -> bytes:
     return buf.getvalue()
 
 
+STEP_POINTS = 400  # encoder-step logs a record keeps (the means of runs of consecutive steps)
+
+
+def step_means(steps: list[dict], points: int = STEP_POINTS) -> list[dict]:
+    """At most ``points`` entries from encoder-step logs (numbers only): the means of runs of
+    consecutive steps, so that a stored run can still draw its loss and γ curves."""
+    if len(steps) <= points:
+        return [dict(s) for s in steps]
+    keys = sorted({k for s in steps for k in s})
+    out = []
+    for b in range(points):
+        chunk = steps[b * len(steps) // points:(b + 1) * len(steps) // points]
+        out.append({k: float(np.mean([s[k] for s in chunk if k in s])) for k in keys
+                    if any(k in s for s in chunk)})
+    return out
+
+
 def make_record(result, report: dict | None, eval_options: dict | None, t_eval: float,
                 **extra) -> dict:
     """The store's record of a trained run (JSON-ready): ``report`` is
     ``Report.to_dict()`` (None for a run kept without one, as the app's live runs), ``extra``
-    adds fields (e.g. the app's embeddings)."""
+    adds fields (e.g. the app's embeddings, ``steps``: :func:`step_means` of the encoder steps)."""
     cfg = result.config
     device = next(result.model.parameters()).device
     record = {

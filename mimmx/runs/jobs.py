@@ -45,17 +45,24 @@ def run_job(config: dict, threads: int | None = None, eval_options: dict | None 
     import torch
 
     from mimmx.evaluation.report import evaluate_result
-    from mimmx.runs.folder import checkpoint_bytes, make_record
+    from mimmx.runs.folder import checkpoint_bytes, make_record, step_means
     from mimmx.trainer import train
 
     if threads is not None:
         torch.set_num_threads(threads)
     cfg = RunConfig.from_dict(config)
-    result = train(cfg)
+    steps: list[dict] = []
+
+    def log(ev: dict) -> None:
+        if ev["type"] == "step" and ev.get("kind") == "encoder":
+            steps.append({k: v for k, v in ev.items() if isinstance(v, (int, float))})
+
+    result = train(cfg, callbacks=[log])
     t0 = time.perf_counter()
     options = eval_options_of(eval_options)
     report = evaluate_result(result, **options)
-    record = make_record(result, report.to_dict(), options, time.perf_counter() - t0)
+    record = make_record(result, report.to_dict(), options, time.perf_counter() - t0,
+                         steps=step_means(steps))
     return {"record": record, "checkpoint": checkpoint_bytes(result)}
 
 
