@@ -23,7 +23,7 @@ def robustness_figure(frame: pd.DataFrame, scenario: str, r_now: float | None) -
     fig = sweep_figure(frame, scenario)
     if r_now is not None:
         fig.add_vline(x=r_now, line_dash="dash", line_color="black", annotation_text=f"r = {r_now:g}")
-    fig.update_layout(title=None, height=380, yaxis_range=[0, 100])
+    fig.update_layout(title=None, height=380, yaxis_range=[0, 100], xaxis_range=[0.48, 1.01])
     return fig
 
 
