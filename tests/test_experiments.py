@@ -58,3 +58,32 @@ def test_every_row_builds_its_model(experiment, morpho_table):
         model, _ = build_model(row_config(experiment, row), scenario, torch.device("cpu"))
         parts, logits = model(torch.zeros(2, 1, 28, 28))
         assert [lg.shape[1] for lg in logits] == [scenario.n_y, *scenario.n_z]
+
+
+RESULTS = CONFIGS.parent / "results"
+
+
+def test_shipped_configs_hold_only_the_keys_their_method_reads_and_keep_their_hashes():
+    import yaml
+
+    from mimmx.config import MethodConfig
+    from mimmx.methods.base import METHODS
+
+    defaults = RunConfig().to_dict()["method"]
+    for rel, text in config_files().items():
+        exp, slug = rel[:-len(".yaml")].split("/")
+        row = {r.slug: r for r in rows(exp)}[slug]
+        cfg = row_config(exp, row)
+        loaded = RunConfig.from_dict(yaml.safe_load(text))
+        assert loaded.hash() == cfg.hash(), rel
+        live = METHODS[cfg.method.name].live_keys(cfg.method)
+        written = yaml.safe_load(text)["method"]
+        flat = {**{k: v for k, v in written.items() if k != "estimator"},
+                **{f"estimator.{k}": v for k, v in written.get("estimator", {}).items()}}
+        for key, value in flat.items():
+            default = (defaults["estimator"][key[10:]] if key.startswith("estimator.") else defaults[key])
+            assert key in live or value != default, (rel, key)
+        assert set(MethodConfig.__dataclass_fields__) - set(written) - {"estimator"}, rel  # some left out
+    assert "lam" not in yaml.safe_load(config_files()["exp1/baseline.yaml"])["method"]
+    assert "width" not in yaml.safe_load(config_files()["exp1/dcor.yaml"])["method"].get("estimator", {})
+    assert "width" in yaml.safe_load(config_files()["exp1/mimmx.yaml"])["method"]["estimator"]

@@ -16,6 +16,7 @@ interface; it knows no method by name.
 from __future__ import annotations
 
 import collections
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -113,6 +114,18 @@ class Method(nn.Module):
     dls: bool | None = None
     caw: bool | None = None
     holdout = False
+    reads: tuple[str, ...] = ()  # the method.* keys (dotted below method) it reads beyond DLS's
+
+    @classmethod
+    def live_keys(cls, cfg: MethodConfig) -> set[str]:
+        """The ``method.*`` keys (dotted below ``method``) that change what this method does
+        under ``cfg``: its name, the DLS/CAW switches, DLS's α_Y, α_Z, β_Y when DLS is on, and
+        :attr:`reads`. A shipped YAML holds only these; the others keep their
+        defaults (so its hash is the full config's)."""
+        keys = {"name", "dls", "caw", *cls.reads}  # dls, caw: the row's columns, even when fixed
+        if cfg.dls if cls.dls is None else cls.dls:
+            keys |= {"alpha_y", "alpha_z", "beta_y"}
+        return keys
 
     def __init__(self, cfg: MethodConfig, dims: Dims, n_epochs: int):
         super().__init__()
@@ -323,6 +336,37 @@ class Method(nn.Module):
     @property
     def head_names(self) -> list[str]:
         return ["y", *[f"z{i + 1}" for i in range(len(self.dims.f_z))]]
+
+
+def live_dict(cfg) -> tuple[dict, list[str]]:
+    """``cfg.to_dict()`` (a RunConfig) without the method keys its method does not read
+    (:meth:`Method.live_keys`) and that hold their defaults: what a shipped YAML holds, so that
+    loading it back gives ``cfg`` and its hash. Also the dead keys kept because they differ
+    from the default (an experiment-wide setting on a row that does not read it)."""
+    from mimmx.config import MethodConfig
+
+    d = cfg.to_dict()
+    if cfg.method.name not in METHODS:
+        return d, []
+    live = METHODS[cfg.method.name].live_keys(cfg.method)
+    kept: list[str] = []
+
+    def prune(section: dict, default: dict, prefix: str) -> dict:
+        out = {}
+        for k, v in section.items():
+            if isinstance(v, dict):
+                sub = prune(v, default[k], prefix + k + ".")
+                if sub:
+                    out[k] = sub
+            elif prefix + k in live:
+                out[k] = v
+            elif v != default[k]:
+                out[k] = v
+                kept.append(f"method.{prefix}{k}")
+        return out
+
+    d["method"] = prune(d["method"], dataclasses.asdict(MethodConfig()), "")
+    return d, kept
 
 
 def build_method(cfg: MethodConfig, dims: Dims, n_epochs: int) -> Method:

@@ -68,6 +68,25 @@ class DependencePenalty(Method):
 
     estimator_name: str | None = None  # None: method.estimator.name
     only_first_factor = False
+    reads = ("lam", "warmup_epochs", "one_sided", "grad_scaling", "nonnegative",
+             "estimator.per_factor", "estimator.balanced")
+    # the estimator's own knobs, for those with networks that train between encoder steps
+    TRAINED = {"mine": ("width", "marginals", "gradient", "ema_rate", "conditional", "n_shuffles",
+                        "standardize"),
+               "adversarial": ("width",)}
+
+    @classmethod
+    def live_keys(cls, cfg):
+        keys = super().live_keys(cfg)
+        name = cls.estimator_name or cfg.estimator.name
+        if cls.estimator_name is None:
+            keys.add("estimator.name")
+        if cfg.estimator.per_factor:
+            keys.add("estimator.reduce")
+        if name in cls.TRAINED:
+            keys |= {"n_b", "alternation", "estimator_batches", "estimator.lr",
+                     *(f"estimator.{k}" for k in cls.TRAINED[name])}
+        return keys
 
     def __init__(self, cfg, dims: Dims, n_epochs: int):
         super().__init__(cfg, dims, n_epochs)
@@ -204,6 +223,7 @@ class GroupDRO(Method):
     with it their weight, would vanish. Uses the factor labels in training."""
 
     dls, caw = False, False
+    reads = ("group_eta", "group_l2")
 
     def __init__(self, cfg, dims: Dims, n_epochs: int):
         super().__init__(cfg, dims, n_epochs)
@@ -240,6 +260,7 @@ class JTT(Method):
     sampling weights w(x) = λ_up if x ∈ E else 1. No factor labels are used in training."""
 
     dls, caw = False, False
+    reads = ("jtt_epochs", "jtt_upweight")
 
     def setup(self, model, data, cfg, generator):
         if self.cfg.jtt_epochs < 1 or not self.cfg.jtt_upweight >= 1:

@@ -14,7 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from mimmx.config import RunConfig
+from mimmx.methods.base import live_dict
 
 
 @dataclass(frozen=True)
@@ -129,12 +132,19 @@ def rows(experiment: str) -> tuple[Row, ...]:
     return EXPERIMENTS[experiment][1]
 
 
+LIVE_NOTE = "# only the keys this row's method reads; the others take their defaults\n"
+
+
 def config_files() -> dict[str, str]:
     """Relative path -> YAML text of every shipped config."""
     out = {}
     for exp in EXPERIMENTS:
         for row in rows(exp):
-            text = f"# {exp}: poster row \"{row.label}\"\n" + row_config(exp, row).to_yaml()
+            d, kept = live_dict(row_config(exp, row))
+            note = LIVE_NOTE + (f"# {', '.join(kept)}: {exp}'s own settings, not read by this "
+                                f"method, kept so that the config's hash is the experiment's\n"
+                                if kept else "")
+            text = f"# {exp}: poster row \"{row.label}\"\n{note}{yaml.safe_dump(d, sort_keys=False)}"
             out[f"{exp}/{row.slug}.yaml"] = text
     return out
 
