@@ -125,6 +125,12 @@ class MethodConfig:
     # the penalty is max(0, D) per estimate: a negative MI estimate (a critic lagging behind the
     # encoder) pays the encoder nothing instead of rewarding it
     nonnegative: bool = False
+    penalty_split: float = field(default=0.0, metadata={"help": (
+        "The share of the training images set aside for the dependence penalty: the classification "
+        "losses never see their labels, and the penalty and its estimator draw their batches from "
+        "them only (stratified by cell). On the images a network fits, it can satisfy the penalty by "
+        "memorising the few minority images instead of dropping the shortcut; on images it does not "
+        "fit, it cannot. 0: the penalty uses the training images themselves.")})
     estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
     # GroupDRO (Sagawa et al. 2020): step size η of the online group weights, and its L2 penalty
     group_eta: float = 0.01
@@ -161,7 +167,8 @@ _HASH_NEUTRAL = {("train", "channels_last"): False, ("method", "estimator", "red
                  ("scenario", "confounded"): True, ("method", "group_eta"): 0.01,
                  ("method", "group_l2"): 1e-3, ("method", "jtt_epochs"): 2,
                  ("method", "jtt_upweight"): 10.0, ("method", "nonnegative"): False,
-                 ("method", "estimator", "standardize"): False}
+                 ("method", "estimator", "standardize"): False,
+                 ("method", "penalty_split"): 0.0}
 
 
 @dataclass
@@ -259,6 +266,7 @@ _RANGES: dict[str, tuple[str, typing.Callable[[float], bool]]] = {
     **{f"method.{k}": _at_least(0) for k in ("lam", "alpha_y", "alpha_z", "beta_y", "warmup_epochs",
                                               "group_eta", "group_l2")},
     "method.n_b": _at_least(1), "method.jtt_epochs": _at_least(1),
+    "method.penalty_split": ("in [0, 1)", lambda v: 0 <= v < 1),
     "method.jtt_upweight": _at_least(0, open_=True),
     "method.estimator.width": _at_least(1), "method.estimator.n_shuffles": _at_least(1),
     "method.estimator.ema_rate": ("in (0, 1]", lambda v: 0 < v <= 1),

@@ -239,7 +239,10 @@ def _prepare(cfg: RunConfig, scenario: Scenario) -> tuple[MIMMNet, Method, torch
     if n < batch:
         raise ConfigError(f"train.batch_size = {batch} exceeds the {n} training images")
     method.setup(model, train_split, cfg.train, torch.Generator(device="cpu").manual_seed(cfg.seed))
-    return model, method, device, n // batch
+    if method.n_fit < batch:
+        raise ConfigError(f"train.batch_size = {batch} exceeds the {method.n_fit} images the losses "
+                          f"train on")
+    return model, method, device, method.n_fit // batch
 
 
 def train(cfg: RunConfig, scenario: Scenario | None = None, callbacks: Iterable[Callback] = (),

@@ -2,6 +2,7 @@
 lesson's key fact. Committed notebooks carry no outputs."""
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,19 @@ def test_runs_in_fast_mode(path, real_data, request, monkeypatch):
     NotebookClient(nb, timeout=300, kernel_name="python3",
                    resources={"metadata": {"path": str(path.parent)}}).execute()
     assert nb.cells  # executed without raising: each notebook's last cell asserts its lesson
+    slow = sorted(((_seconds(c), i) for i, c in enumerate(nb.cells) if c.cell_type == "code"), reverse=True)
+    if sum(t for t, _ in slow) > 120:  # name the cells that made a FAST run slow
+        warnings.warn(f"{path.stem} took {sum(t for t, _ in slow):.0f} s in FAST mode; slowest cells: "
+                      + ", ".join(f"[{i}] {t:.0f} s" for t, i in slow[:3]), stacklevel=1)
+
+
+def _seconds(cell) -> float:
+    """A cell's execution time from the timestamps nbclient records in its metadata."""
+    from datetime import datetime
+
+    t = cell.metadata.get("execution", {})
+    start, end = t.get("iopub.execute_input"), t.get("shell.execute_reply")
+    if not (start and end):
+        return 0.0
+    parse = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00"))  # noqa: E731
+    return (parse(end) - parse(start)).total_seconds()

@@ -136,3 +136,27 @@ def test_a_posthoc_stage_is_the_kept_evaluation():
                {"epoch": 2, "posthoc": "dfr", "select": {"y": 70.0, "y_cell_balanced": 65.0}}]
     assert kept_evaluation(history[:2], "y")["epoch"] == 1
     assert kept_evaluation(history, "y") is history[2]
+
+
+def test_penalty_split_keeps_a_stratified_share_of_every_cell_out_of_the_losses():
+    """method.penalty_split = ρ: round(ρ·n_c) images of every cell are reserved; the epochs
+    never show them to the losses, and the penalty's batches come only from them."""
+    data = marker_split(1000, r=0.9)
+    cfg = RunConfig().override(["method.penalty_split=0.3"]).method
+    method = build_method(cfg, Dims(2, (2,), 2, (2,)), 1)
+    method.setup(nn.Linear(2, 2), data, RunConfig().train, torch.Generator().manual_seed(0))
+    reserved = torch.ones(len(data), dtype=torch.bool)
+    reserved[method.fit_idx] = False
+    cells = cell_index(data.y, data.z, 2, (2,))
+    for c in range(4):
+        assert int(reserved[cells == c].sum()) == round(0.3 * int((cells == c).sum()))
+    assert method.n_fit == len(data) - int(reserved.sum())
+    order = method.epoch_order()
+    assert sorted(order.tolist()) == sorted(method.fit_idx.tolist())  # a permutation of the rest
+    drawn = torch.cat([method._draw() for _ in range(20)])
+    assert reserved[drawn].all()
+    assert len(set(cells[drawn].tolist())) == 4  # still cell-balanced: every cell drawn
+    with pytest.raises(Exception, match="penalty_split"):
+        m = build_method(RunConfig().override(["method.penalty_split=0.0001"]).method,
+                         Dims(2, (2,), 2, (2,)), 1)
+        m.setup(nn.Linear(2, 2), data, RunConfig().train, torch.Generator().manual_seed(0))

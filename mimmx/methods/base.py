@@ -182,8 +182,14 @@ class Method(nn.Module):
         self.opt = self.make_optimiser(model, cfg)
         self.opt_est = (torch.optim.Adam(self.parameters(), lr=m.estimator.lr)
                         if self.has_estimator else None)
-        self.weights = self.sample_weights(data.y, data.z)
+        reserved = self.reserve(data.y, data.z, generator)
+        self.fit_idx = (torch.arange(len(data), device=data.x.device) if reserved is None
+                        else (~reserved).nonzero().flatten())
+        weights = self.sample_weights(data.y[self.fit_idx], data.z[self.fit_idx])
+        self.weights = weights
         pen = self.penalty_sample_weights(data.y, data.z)
+        if reserved is not None:  # the penalty's batches come from the reserved images only
+            pen = reserved.float() * (1.0 if pen is None else pen)
         self.pen_weights = pen
         self.draw_weights = pen.cpu() if pen is not None else torch.ones(len(data))
         # the last N_B − 1 penalty batches of the encoder steps, features detached, newest last
@@ -195,15 +201,24 @@ class Method(nn.Module):
         return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def epoch_order(self) -> Tensor:
-        """The training indices of one epoch: a permutation, or ``n`` draws with replacement
-        by :meth:`sample_weights` when the method resamples."""
+        """The training indices of one epoch: a permutation of the images the losses fit, or as
+        many draws with replacement by :meth:`sample_weights` when the method resamples."""
         t = self.t
-        n = len(t.data)
+        n = len(self.fit_idx)
         if self.weights is None:
             order = torch.randperm(n, generator=t.generator)
         else:
             order = torch.multinomial(self.weights.cpu(), n, replacement=True, generator=t.generator)
-        return order.to(t.device)
+        return self.fit_idx[order.to(t.device)]
+
+    @property
+    def n_fit(self) -> int:
+        """How many training images the classification losses see (all but the reserved)."""
+        return len(self.fit_idx)
+
+    def reserve(self, y: Tensor, z: Tensor, generator: torch.Generator) -> Tensor | None:
+        """A mask of training images kept out of the classification losses (None: none)."""
+        return None
 
     def update(self, idx: Tensor, progress: float) -> Iterator[dict]:
         """The steps of one training batch ``idx`` at fractional epoch ``progress``: one dict

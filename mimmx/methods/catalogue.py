@@ -68,7 +68,7 @@ class DependencePenalty(Method):
 
     estimator_name: str | None = None  # None: method.estimator.name
     only_first_factor = False
-    reads = ("lam", "warmup_epochs", "one_sided", "grad_scaling", "nonnegative",
+    reads = ("lam", "warmup_epochs", "one_sided", "grad_scaling", "nonnegative", "penalty_split",
              "estimator.per_factor", "estimator.balanced")
     # the estimator's own knobs, for those with networks that train between encoder steps
     TRAINED = {"mine": ("width", "marginals", "gradient", "ema_rate", "conditional", "n_shuffles",
@@ -125,8 +125,26 @@ class DependencePenalty(Method):
         e = self.cfg.estimator
         return {**super().settings(), "estimator": type(self.estimators[0]).__name__,
                 "factors": self.factors, "per_factor": self.per_factor, "scale": self.scale,
-                "lam": self.cfg.lam,
+                "lam": self.cfg.lam, "penalty_split": self.cfg.penalty_split,
                 "estimator_options": {"width": e.width, "marginals": e.marginals, "gradient": e.gradient}}
+
+    def reserve(self, y: Tensor, z: Tensor, generator: torch.Generator) -> Tensor | None:
+        """``method.penalty_split`` = ρ: round(ρ · n_c) random images of every cell c
+        (y, z_1..z_N), kept for the penalty and its estimator."""
+        rho = self.cfg.penalty_split
+        if rho <= 0:
+            return None
+        cells = torch.cat([y[:, None], z], 1).cpu()
+        _, inverse = torch.unique(cells, dim=0, return_inverse=True)
+        mask = torch.zeros(len(y), dtype=torch.bool)
+        for c in range(int(inverse.max()) + 1):
+            members = (inverse == c).nonzero().flatten()
+            k = round(rho * len(members))
+            mask[members[torch.randperm(len(members), generator=generator)[:k]]] = True
+        if mask.all() or not mask.any():
+            raise ConfigError(f"method.penalty_split = {rho} leaves no images for "
+                              f"{'the losses' if mask.all() else 'the penalty'}; choose a share in (0, 1)")
+        return mask.to(y.device)
 
     def penalty_sample_weights(self, y: Tensor, z: Tensor) -> Tensor | None:
         """``estimator.balanced``: the penalty's batches are drawn with every cell
