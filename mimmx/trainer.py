@@ -33,7 +33,8 @@ from mimmx.errors import ConfigError, DivergedError, RunWarning
 from mimmx.methods import METHODS, Dims, Method, build_method
 from mimmx.methods.base import batches_of
 from mimmx.models.network import MIMMNet
-from mimmx.scenarios import TEST_SETS, Scenario, ScenarioSpec, build, get_spec
+from mimmx.scenarios import TEST_SETS, Scenario, ScenarioSpec, get_spec
+from mimmx.scenarios.cache import cached_build
 
 Callback = Callable[[dict], "bool | None"]
 _INIT_LOCK = threading.Lock()
@@ -59,7 +60,7 @@ def build_scenario(cfg: RunConfig, spec: ScenarioSpec | None = None) -> Scenario
             raise ConfigError(f"scenario.r: scenario {s.name!r} gives its factors as tables, not r; "
                               "remove scenario.r")
         overrides["factors"] = tuple(dataclasses.replace(f, r=s.r) for f in spec.factors)
-    return build(dataclasses.replace(spec, **overrides), cfg.seed)
+    return cached_build(dataclasses.replace(spec, **overrides), cfg.seed)
 
 
 @dataclass

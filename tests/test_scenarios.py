@@ -294,3 +294,30 @@ def test_induced_y_fractures_any_digit(real_data):
     for y in range(2):
         assert len(labels[s.index[s.y == y]].unique()) == 10
     assert build(spec, seed=0).splits["train"].x.equal(s.x)  # fractures are seeded
+
+
+def test_scenario_cache_gives_the_built_scenario_and_rebuilds_what_it_cannot_read(real_data, tmp_path,
+                                                                                   monkeypatch):
+    from mimmx.scenarios import cache
+
+    spec = _spec()
+    built = cache.cached_build(spec, seed=1, folder=tmp_path)
+    (path,) = tmp_path.glob("t-*.pt")
+    calls = []
+    monkeypatch.setattr(cache, "build", lambda *a: calls.append(a) or build(*a))
+    loaded = cache.cached_build(spec, seed=1, folder=tmp_path)
+    assert not calls  # read from the file
+    for name, split in built.splits.items():
+        got = loaded.splits[name]
+        assert torch.equal(got.x, split.x) and torch.equal(got.y, split.y) and torch.equal(got.z, split.z)
+        assert torch.equal(got.index, split.index) and got.source == split.source
+    assert (loaded.z_values, loaded.n_y, loaded.thresholds) == (built.z_values, built.n_y, built.thresholds)
+    assert all(np.array_equal(a, b) for a, b in zip(loaded.cond, built.cond))
+    assert loaded.contingency().equals(built.contingency())
+    cache.cached_build(spec, seed=2, folder=tmp_path)  # another seed, another file
+    cache.cached_build(dataclasses.replace(spec, n_train=400), seed=1, folder=tmp_path)  # another spec
+    assert len(calls) == 2 and len(list(tmp_path.glob("t-*.pt"))) == 3
+    path.write_bytes(path.read_bytes()[:1000])  # truncated: rebuilt, never trusted
+    again = cache.cached_build(spec, seed=1, folder=tmp_path)
+    assert len(calls) == 3 and torch.equal(again.splits["train"].x, built.splits["train"].x)
+    assert cache.cached_build(spec, seed=1, folder=tmp_path) and len(calls) == 3  # rewritten
