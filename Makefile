@@ -24,6 +24,7 @@ $(STAMP): pyproject.toml constraints.txt
 env: $(STAMP)
 
 app: $(STAMP)
+	$(BIN)/python -m mimmx warm-cache --scenarios-only --scenarios exp1
 	$(BIN)/streamlit run app.py
 
 lab: $(STAMP)

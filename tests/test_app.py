@@ -218,8 +218,15 @@ def test_warm_cache_fills_the_apps_store_and_never_retrains(real_data, tmp_path,
     assert "10 presets: 0 cached, 10 to train" in out  # exp1: 5 r values × 2 methods; exp3: 2
     assert list(tmp_path.glob("*.json")) == []  # a dry run trains nothing
 
+    monkeypatch.setenv("MIMMX_CACHE", str(tmp_path / "cache"))
+    assert main(["warm-cache", "--scenarios-only", "--scenarios", "exp1"]) == 0  # `make app` runs it
+    assert "scenario exp1: ready" in capsys.readouterr().out
+    built = list((tmp_path / "cache" / "scenarios").glob("exp1-*.pt"))
+    assert len(built) == 1 and list(tmp_path.glob("*.json")) == []  # built, nothing trained
+
     done = warm.warm(["exp1"], r_values=())
     assert len(done["trained"]) == 2 and not done["cached"]
+    assert list((tmp_path / "cache" / "scenarios").glob("*.pt")) == built  # trained on the built one
     # the robustness panel finds the stored runs at the sidebar's settings, and only those
     from mimmx.app import charts
 

@@ -79,6 +79,23 @@ def warm(scenarios=None, r_values=R_GRID, jobs: int = 1, store=None, progress=No
     return {"cached": cached, "trained": missing}
 
 
+def build_scenarios(scenarios=None, progress=None) -> dict[str, float]:
+    """Build (into the scenario cache) the scenario of every app scenario's default request:
+    what the first Train needs; seconds per scenario. ``progress(name, seconds)`` after each."""
+    from mimmx.app import session
+    from mimmx.runs.experiments import EXPERIMENTS
+    from mimmx.trainer import build_scenario
+
+    out = {}
+    for name in scenarios or EXPERIMENTS:
+        t = time.perf_counter()
+        build_scenario(next(iter(session.configs(session.default_request(name)).values())))
+        out[name] = time.perf_counter() - t
+        if progress:
+            progress(name, out[name])
+    return out
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("warm-cache", help="pre-train the app's classroom presets into its results "
                                           "store, so that the app shows them at once")
@@ -88,6 +105,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="correlation strengths besides each scenario's own (default 0.5 0.7 0.9 "
                         "0.99; give none to train only the defaults)")
     p.add_argument("--jobs", type=int, default=1, help="training processes (default 1)")
+    p.add_argument("--scenarios-only", action="store_true",
+                   help="only build the scenarios the app's defaults need (cached on disk, so the "
+                        "first Train starts at once); train nothing")
     p.add_argument("--dry-run", action="store_true",
                    help="list what would be trained and what is cached; train nothing")
     p.set_defaults(func=run)
@@ -101,6 +121,14 @@ def run(args: argparse.Namespace) -> int:
     bad = [r for r in args.r_values if not 0.0 <= r <= 1.0]
     if bad:
         raise UserError(f"--r values must be probabilities in [0, 1], got {bad}")
+    if args.scenarios_only:
+        def built(name: str, seconds: float) -> None:
+            print(f"scenario {name}: ready ({seconds:.1f} s)", flush=True)
+
+        print("building the app's default scenarios once (cached under data/cache/scenarios) ...",
+              flush=True)
+        build_scenarios(args.scenarios, built)
+        return 0
     store = session.store()
     all_presets = presets(args.scenarios, args.r_values)
     print(f"results store: {store.root}" + ("  (tiny presets: MIMMX_APP_TINY is set)"
