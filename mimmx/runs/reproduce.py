@@ -38,6 +38,7 @@ from mimmx.runs.experiments import (
     row_config,
     rows,
 )
+from mimmx.runs.folder import atomic_write
 from mimmx.runs.jobs import Progress, run_many, seeds_list
 from mimmx.runs.store import ResultStore
 
@@ -145,8 +146,8 @@ def reproduce(experiment: str, seeds: int | Iterable[int] = 3, *, overrides: Seq
         out.mkdir(parents=True, exist_ok=True)
         result.paths["markdown"] = out / f"{experiment}.md"
         result.paths["json"] = out / f"{experiment}.json"
-        result.paths["markdown"].write_text(md)
-        result.paths["json"].write_text(_twin(meta, tables))
+        atomic_write(result.paths["markdown"], md)
+        atomic_write(result.paths["json"], _twin(meta, tables))
     return result
 
 
@@ -387,10 +388,9 @@ def sweep(scenario: str = "exp1", methods: Sequence[str] = ("baseline", "mimmx")
         stem = out / f"sweep_{scenario}"
         result.paths = {"markdown": stem.with_suffix(".md"), "json": stem.with_suffix(".json"),
                         "html": stem.with_suffix(".html")}
-        result.paths["markdown"].write_text(md)
-        result.paths["json"].write_text(json.dumps(
-            {**meta, "table": to_records(frame)}, indent=1,
-            ensure_ascii=False))
+        atomic_write(result.paths["markdown"], md)
+        atomic_write(result.paths["json"], json.dumps({**meta, "table": to_records(frame)}, indent=1,
+                                                      ensure_ascii=False))
         figure.write_html(result.paths["html"], include_plotlyjs="cdn")
     return result
 
