@@ -125,6 +125,12 @@ class MethodConfig:
     # the penalty is max(0, D) per estimate: a negative MI estimate (a critic lagging behind the
     # encoder) pays the encoder nothing instead of rewarding it
     nonnegative: bool = False
+    debias: bool = field(default=False, metadata={"help": (
+        "Pay for dependence, not for an informative f_y: the penalty is the estimate minus its "
+        "value on the same batch with f_z permuted, D(f_y, f_z) − D(f_y, f_z∘π). Where f_y is "
+        "independent of z the two are equal in distribution, so the penalty and its gradient are "
+        "zero in expectation; a batch estimate alone is biased upward by an amount that grows "
+        "with f_y's spread, and a strong λ then pulls f_y to a constant.")})
     penalty_split: float = field(default=0.0, metadata={"help": (
         "The share of the training images set aside for the dependence penalty: the classification "
         "losses never see their labels, and the penalty and its estimator draw their batches from "
@@ -168,7 +174,7 @@ _HASH_NEUTRAL = {("train", "channels_last"): False, ("method", "estimator", "red
                  ("method", "group_l2"): 1e-3, ("method", "jtt_epochs"): 2,
                  ("method", "jtt_upweight"): 10.0, ("method", "nonnegative"): False,
                  ("method", "estimator", "standardize"): False,
-                 ("method", "penalty_split"): 0.0}
+                 ("method", "penalty_split"): 0.0, ("method", "debias"): False}
 
 
 @dataclass

@@ -59,6 +59,8 @@ class DependencePenalty(Method):
 
     Joint (default): D(f_y, [f_z1, ..., f_zN]) with one estimator; with CAW on, the estimator
     sees the CAW-weighted f̃_z and the CAW scorer trains with the critic (``CAWEstimator``).
+    ``method.debias``: each D becomes D(f_y, f_z) − D(f_y, f_z∘π), zero in expectation (value
+    and gradient) wherever f_y is independent of z.
     Per factor (``estimator.per_factor``): D = Σ_i D_i(f_y, f_zi), one estimator each; with CAW
     on, D = Σ_i N·w_i·D_i with w = softmax(D / τ), a soft maximum over the factors' leakage
     (``CAW.combine``). ``estimator.reduce = "mean"`` divides either by N (λ / N per factor).
@@ -68,7 +70,7 @@ class DependencePenalty(Method):
 
     estimator_name: str | None = None  # None: method.estimator.name
     only_first_factor = False
-    reads = ("lam", "warmup_epochs", "one_sided", "grad_scaling", "nonnegative", "penalty_split",
+    reads = ("lam", "warmup_epochs", "one_sided", "grad_scaling", "nonnegative", "penalty_split", "debias",
              "estimator.per_factor", "estimator.balanced")
     # the estimator's own knobs, for those with networks that train between encoder steps
     TRAINED = {"mine": ("width", "marginals", "gradient", "ema_rate", "conditional", "n_shuffles",
@@ -108,6 +110,7 @@ class DependencePenalty(Method):
             extra = {"z_classes": [dims.n_z[i] for i in factors]} if name == "adversarial" else {}
             return build_estimator(name, dims.f_y, d_z, **options, **extra)
 
+        self.generator = None  # the debiasing permutations' (seeded by Method.seed)
         caw = self.use_caw and len(self.factors) > 1
         self.per_factor = e.per_factor and len(self.factors) > 1
         if e.reduce not in ("sum", "mean"):
@@ -154,12 +157,21 @@ class DependencePenalty(Method):
     def _inputs(self, parts: list[Tensor], z: Tensor):
         return parts[0], [parts[1 + i] for i in self.factors], z[:, self.factors]
 
+    def _penalty(self, est, f_y: Tensor, f_z: Tensor, z: Tensor, y: Tensor) -> Tensor:
+        """D(f_y, f_z), or with ``method.debias`` D(f_y, f_z) − D(f_y, f_z∘π) for a random
+        permutation π of the batch (f_z and z permuted together, f_y and y kept)."""
+        d = est.penalty(f_y, f_z, z, y)
+        if not self.cfg.debias:
+            return d
+        perm = torch.randperm(len(f_y), generator=self.generator).to(f_y.device)
+        return d - est.penalty(f_y, f_z[perm], z[perm], y)
+
     def penalty(self, parts, y, z):
         f_y, f_zs, zs = self._inputs(parts, z)
         if self.cfg.one_sided:  # f_z is anchored by its own heads; only f_y is pushed away
             f_zs = [f.detach() for f in f_zs]
         if self.per_factor:
-            terms = torch.stack([est.penalty(f_y, f_z, zs[:, [k]], y)
+            terms = torch.stack([self._penalty(est, f_y, f_z, zs[:, [k]], y)
                                  for k, (est, f_z) in enumerate(zip(self.estimators, f_zs))])
             logs = {f"mi_z{i + 1}": float(t) for i, t in zip(self.factors, terms.detach())}
             if self.cfg.nonnegative:
@@ -170,7 +182,7 @@ class DependencePenalty(Method):
             logs.update({f"caw_z{i + 1}": float(v) for i, v in zip(self.factors, w)})
             return self.scale * self.attention.combine(terms), logs
         est = self.estimators[0]
-        pen = est.penalty(f_y, torch.cat(f_zs, 1), zs, y)
+        pen = self._penalty(est, f_y, torch.cat(f_zs, 1), zs, y)
         w = getattr(est, "last_weights", None)
         logs = {} if w is None else {f"caw_z{i + 1}": float(v) for i, v in zip(self.factors, w.mean(0))}
         return (pen.clamp(min=0) if self.cfg.nonnegative else pen), logs
