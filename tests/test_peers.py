@@ -160,3 +160,27 @@ def test_penalty_split_keeps_a_stratified_share_of_every_cell_out_of_the_losses(
         m = build_method(RunConfig().override(["method.penalty_split=0.0001"]).method,
                          Dims(2, (2,), 2, (2,)), 1)
         m.setup(nn.Linear(2, 2), data, RunConfig().train, torch.Generator().manual_seed(0))
+
+
+def test_debiased_penalty_is_zero_in_expectation_for_an_independent_f_y():
+    """method.debias: D(f_y, f_z) − D(f_y, f_z∘π). With f_y informative (it reads y) but
+    independent of z, the plain dCor estimate on a batch of 150 sits well above zero; the
+    debiased one averages to zero. Where f_y reads z it stays large."""
+    g = torch.Generator().manual_seed(0)
+
+    def mean_penalty(debias: bool, dependent: bool, n: int = 40) -> float:
+        cfg = RunConfig().override(["method.name=dcor", f"method.debias={str(debias).lower()}"]).method
+        m = build_method(cfg, Dims(2, (2,), 2, (2,)), 1)
+        m.seed(0)
+        values = []
+        for _ in range(n):
+            y, z = torch.randint(0, 2, (150,), generator=g), torch.randint(0, 2, (150, 1), generator=g)
+            f_y = torch.randn(150, 2, generator=g) + 3 * y[:, None].float() + 3 * dependent * z.float()
+            f_z = torch.randn(150, 2, generator=g) + 3 * z.float()
+            values.append(float(m.penalty([f_y, f_z], y, z)[0]))
+        return float(np.mean(values))
+
+    bias = mean_penalty(debias=False, dependent=False)
+    assert bias > 0.05  # the batch estimate's floor where there is nothing to pay for
+    assert abs(mean_penalty(debias=True, dependent=False)) < bias / 5
+    assert mean_penalty(debias=True, dependent=True) > 0.2  # dependence still costs
