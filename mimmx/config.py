@@ -83,6 +83,9 @@ class EstimatorConfig:
     # MINE: standardise f_y and f_z over the batch before T, so that shrinking f_y cannot lower
     # the estimate (MI is scale-invariant; T's BatchNorm of W_y f_y + W_z f_z is not)
     standardize: bool = False
+    # images per penalty and estimator batch (None: train.batch_size); the penalty's noise falls
+    # as 1/√batch
+    batch_size: int | None = None
 
 
 @dataclass
@@ -174,7 +177,8 @@ _HASH_NEUTRAL = {("train", "channels_last"): False, ("method", "estimator", "red
                  ("method", "group_l2"): 1e-3, ("method", "jtt_epochs"): 2,
                  ("method", "jtt_upweight"): 10.0, ("method", "nonnegative"): False,
                  ("method", "estimator", "standardize"): False,
-                 ("method", "penalty_split"): 0.0, ("method", "debias"): False}
+                 ("method", "penalty_split"): 0.0, ("method", "debias"): False,
+                 ("method", "estimator", "batch_size"): None}
 
 
 @dataclass
@@ -275,6 +279,7 @@ _RANGES: dict[str, tuple[str, typing.Callable[[float], bool]]] = {
     "method.penalty_split": ("in [0, 1)", lambda v: 0 <= v < 1),
     "method.jtt_upweight": _at_least(0, open_=True),
     "method.estimator.width": _at_least(1), "method.estimator.n_shuffles": _at_least(1),
+    "method.estimator.batch_size": _at_least(2),
     "method.estimator.ema_rate": ("in (0, 1]", lambda v: 0 < v <= 1),
     "method.estimator.lr": _at_least(0, open_=True),
     "train.epochs": _at_least(1), "train.batch_size": _at_least(2), "train.eval_every": _at_least(1),

@@ -251,7 +251,8 @@ class Method(nn.Module):
         """A batch of training indices for the estimator or the penalty: drawn with the
         method's penalty weights (e.g. cell-balanced), else uniformly."""
         t = self.t
-        return torch.multinomial(self.draw_weights, t.cfg.batch_size, replacement=True,
+        size = self.cfg.estimator.batch_size or t.cfg.batch_size
+        return torch.multinomial(self.draw_weights, size, replacement=True,
                                  generator=t.generator).to(t.device)
 
     def encoder_step(self, idx: Tensor, pen_idx: Tensor | None, progress: float) -> dict:
