@@ -1,7 +1,7 @@
 """y accuracy per cell of agreement: trains one poster row and prints, for the training split and
 the test sets, how often the y head is right on the images whose factors agree with y
 (``agree``) or disagree (``flip``), factor by factor. Tells memorising the few minority images
-apart from learning them (docs/why-mimmx-works.md §8).
+apart from learning them (docs/study/why-mimmx-works-history.md §8; docs/study/session12.md §1).
 
     MIMMX_DATA=../shared/data python bench/cells.py [--row mimmx] [--experiment exp1] [--seed 0]
         [key=value ...]

@@ -1,5 +1,5 @@
-"""The seventh session's exp1 recalibration grid (docs/why-mimmx-works.md §12): bench/study.py
-with two study-only levers that the package does not ship.
+"""The seventh session's exp1 recalibration grid (docs/study/why-mimmx-works-history.md §12):
+bench/study.py with two study-only levers that the package does not ship.
 
 - two milder stroke-thickness factors, for ``factors=``: ``plain_thick`` (the digit as written
   vs the Morpho-MNIST thickened one) and ``thin_plain`` (thinned vs as written);

@@ -8,7 +8,7 @@ the trainer). Reads the results store only; a run not in it is reported, never t
 The rule effect on the same runs, free of seed and hardware differences: how
 docs/results.md separates "the new rule" from "new runs". The last column, S, is the score the
 default rule keeps a model by (its cell-balanced y accuracy on the selection split): the only
-number the study may compare variants by (docs/why-mimmx-works.md §13).
+number the study may compare variants by (docs/study/why-mimmx-works-history.md §13).
 """
 
 from __future__ import annotations

@@ -49,12 +49,12 @@ class ModelConfig:
     encoder: str = "conv4"  # "mimm" | "conv4" | "densenet121"
     width: int = 8  # conv4: channels of the first block (w, 2w, 4w, 4w); 8 keeps CPU runs fast
     # f_y and each f_z are the heads' logits, as in the original MIMM: with 16-d linear-head
-    # parts MINE saturates (docs/why-mimmx-works.md §5)
+    # parts MINE saturates (docs/why-mimmx-works.md §2)
     f_y_dim: int = 2
     f_z_dim: int = 2  # per spurious factor
     head: str = "identity"  # "identity" (the part is the logits) | "linear"
     # one encoder for f_y and one for all f_z (no shared trunk): the z side is a z detector that
-    # the penalty cannot damage (with a shared trunk the shortcut survived, §5)
+    # the penalty cannot damage (with a shared trunk the shortcut survived; the same §2)
     separate_encoders: bool = True
 
 
@@ -165,7 +165,8 @@ class TrainConfig:
     channels_last: bool = False
     # which evaluation's model is kept, judged on the confounded selection split only:
     # "y_cell_balanced" (its y accuracy with every cell (y, z_1..z_N) weighing the same, so that
-    # a shortcut does not pay; docs/why-mimmx-works.md §12.3) | "y" (its plain y accuracy)
+    # a shortcut does not pay; docs/study/why-mimmx-works-history.md §12.3) | "y" (its plain y
+    # accuracy)
     select: str = "y_cell_balanced"
 
 

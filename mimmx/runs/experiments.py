@@ -61,7 +61,7 @@ PEER_ROWS = (Row("GroupDRO", "groupdro"), Row("JTT", "jtt"), Row("DFR", "dfr"))
 
 # every MIMM-X row's estimator: one MINE per factor, the penalty the mean of their estimates
 # (λ / N each); chosen over the joint estimator on the confounded selection split's
-# cell-balanced score on exp1, exp2 and exp3 (docs/why-mimmx-works.md §13.4)
+# cell-balanced score on exp1, exp2 and exp3 (docs/study/why-mimmx-works-history.md §13.4)
 MIMMX_ESTIMATOR = {"per_factor": True, "reduce": "mean"}
 
 # experiment -> (its overrides of the defaults, its rows). exp1-3 train channels-last (~1.8x faster

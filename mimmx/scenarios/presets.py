@@ -62,7 +62,8 @@ SCENARIOS: dict[str, ScenarioSpec] = {
     ),
     # exp1_digits: the first brain-MRI analogue, y = digit group. Digit groups are learnt so easily
     # that no calibration gives both the poster's shortcut and room above it: the lesson of a data
-    # ceiling (docs/why-mimmx-works.md §8, §12). Its draws are those it had as "exp1".
+    # ceiling (docs/study/why-mimmx-works-history.md §8, §12). Its draws are those it had as
+    # "exp1".
     "exp1_digits": ScenarioSpec(
         name="exp1_digits", draws="exp1", dataset="mnist", y_groups=DIGIT_GROUPS, y_names=("young", "old"),
         n_train=4000, n_selection=1000,
