@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import argparse
 
+from mimmx.config import SELECT
 from mimmx.evaluation.tables import mean_std
 from mimmx.runs import ResultStore, seeds_list
 from mimmx.runs.experiments import row_config
 from mimmx.runs.reproduce import select_rows
-from mimmx.trainer import SELECT, kept_evaluation
+from mimmx.trainer import kept_evaluation
 
 
 def main() -> None:
