@@ -321,3 +321,6 @@ def test_scenario_cache_gives_the_built_scenario_and_rebuilds_what_it_cannot_rea
     again = cache.cached_build(spec, seed=1, folder=tmp_path)
     assert len(calls) == 3 and torch.equal(again.splits["train"].x, built.splits["train"].x)
     assert cache.cached_build(spec, seed=1, folder=tmp_path) and len(calls) == 3  # rewritten
+    monkeypatch.setattr(cache, "_code_fingerprint", lambda: "f" * 64)  # the drawing code changed
+    cache.cached_build(spec, seed=1, folder=tmp_path)
+    assert len(calls) == 4 and [p.name.split("-")[1] for p in tmp_path.glob("t-*.pt")] == ["f" * 8]

@@ -4,7 +4,8 @@
 built scenario is written once under ``cache_dir("scenarios")`` and loaded afterwards (well under
 a second, where exp1's fractures take 15-30 s to draw on two cores). The file name hashes the
 spec, the seed, the dataset and the source code that draws the images (``mimmx/scenarios``,
-``mimmx/morpho``, ``mimmx/data``): change any of them and the scenario is built anew. Files are
+``mimmx/morpho``, ``mimmx/data``): change any of them and the scenario is built anew (and the
+files the old code drew for that scenario are removed). Files are
 plain tensors (``torch.load(weights_only=True)``), written atomically; a file that cannot be read
 is rebuilt, never trusted.
 """
@@ -52,13 +53,17 @@ def cached_build(spec: ScenarioSpec, seed: int = 0, folder: Path | None = None) 
         from mimmx.data import cache_dir
 
         folder = cache_dir("scenarios")
-    path = Path(folder) / f"{spec.name}-{cache_key(spec, seed)}.pt"
+    code = _code_fingerprint()[:8]
+    path = Path(folder) / f"{spec.name}-{code}-{cache_key(spec, seed)}.pt"
     if path.is_file():
         try:
             return _load(path, spec, seed)
         except Exception:  # a truncated or foreign file: rebuild it
             path.unlink(missing_ok=True)
     scenario = build(spec, seed)
+    for stale in Path(folder).glob(f"{spec.name}-*.pt"):  # drawn by code that has changed since
+        if not stale.name.startswith(f"{spec.name}-{code}-") and stale.name.count("-") == path.name.count("-"):
+            stale.unlink(missing_ok=True)
     _save(scenario, path)
     return scenario
 
