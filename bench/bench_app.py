@@ -1,5 +1,5 @@
 """How live the app feels with the default preset (exp1's default request, not tiny: Baseline
-and MIMM-X + DLS + CAW, 10 epochs, 4000 training images): the time from pressing Train to the
+and MIMM-X + DLS + CAW, 10 epochs, exp1's 10,000 training images): the time from pressing Train to the
 first chart update, to the first accuracy point, and to the end of the whole run. The
 in-process measurement polls the shared state as the page does once the first point is in
 (polling it every few milliseconds deep-copies it under the trainers' lock and slowed the
