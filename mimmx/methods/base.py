@@ -185,8 +185,7 @@ class Method(nn.Module):
         reserved = self.reserve(data.y, data.z, generator)
         self.fit_idx = (torch.arange(len(data), device=data.x.device) if reserved is None
                         else (~reserved).nonzero().flatten())
-        weights = self.sample_weights(data.y[self.fit_idx], data.z[self.fit_idx])
-        self.weights = weights
+        self.weights = self.sample_weights(data.y[self.fit_idx], data.z[self.fit_idx])
         pen = self.penalty_sample_weights(data.y, data.z)
         if reserved is not None:  # the penalty's batches come from the reserved images only
             pen = reserved.float() * (1.0 if pen is None else pen)
