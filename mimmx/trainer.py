@@ -237,12 +237,10 @@ def _prepare(cfg: RunConfig, scenario: Scenario) -> tuple[MIMMNet, Method, torch
     method.seed(cfg.seed)
     train_split = scenario.splits["train"].to(device)
     n, batch = len(train_split), cfg.train.batch_size
-    if n < batch:
-        raise ConfigError(f"train.batch_size = {batch} exceeds the {n} training images")
     method.setup(model, train_split, cfg.train, torch.Generator(device="cpu").manual_seed(cfg.seed))
     if method.n_fit < batch:
-        raise ConfigError(f"train.batch_size = {batch} exceeds the {method.n_fit} images the losses "
-                          f"train on")
+        which = "training images" if method.n_fit == n else "images the losses train on"
+        raise ConfigError(f"train.batch_size = {batch} exceeds the {method.n_fit} {which}")
     return model, method, device, method.n_fit // batch
 
 

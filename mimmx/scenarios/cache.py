@@ -61,9 +61,10 @@ def cached_build(spec: ScenarioSpec, seed: int = 0, folder: Path | None = None) 
         except Exception:  # a truncated or foreign file: rebuild it
             path.unlink(missing_ok=True)
     scenario = build(spec, seed)
-    for stale in Path(folder).glob(f"{spec.name}-*.pt"):  # drawn by code that has changed since
-        if not stale.name.startswith(f"{spec.name}-{code}-") and stale.name.count("-") == path.name.count("-"):
-            stale.unlink(missing_ok=True)
+    for other in Path(folder).glob(f"{spec.name}-*.pt"):  # this scenario drawn by older code
+        name, drawn_by, _ = other.stem.rsplit("-", 2) if other.stem.count("-") >= 2 else ("", "", "")
+        if name == spec.name and drawn_by != code:
+            other.unlink(missing_ok=True)
     _save(scenario, path)
     return scenario
 
