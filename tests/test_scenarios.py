@@ -324,3 +324,14 @@ def test_scenario_cache_gives_the_built_scenario_and_rebuilds_what_it_cannot_rea
     monkeypatch.setattr(cache, "_code_fingerprint", lambda: "f" * 64)  # the drawing code changed
     cache.cached_build(spec, seed=1, folder=tmp_path)
     assert len(calls) == 4 and [p.name.split("-")[1] for p in tmp_path.glob("t-*.pt")] == ["f" * 8]
+
+
+def test_scenario_cache_gives_the_builds_warnings_on_every_load(real_data, tmp_path):
+    from mimmx.errors import RunWarning
+    from mimmx.scenarios import cache
+
+    spec = _spec(factors=(FactorSpec("marker", "induced", "marker", r=1.0),))
+    for _ in range(2):  # built, then read from the file: the empty minority cells are said both times
+        with pytest.warns(RunWarning, match="no minority cells"):
+            cache.cached_build(spec, seed=0, folder=tmp_path)
+    assert len(list(tmp_path.glob("t-*.pt"))) == 1
