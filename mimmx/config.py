@@ -140,6 +140,10 @@ class MethodConfig:
         "them only (stratified by cell). On the images a network fits, it can satisfy the penalty by "
         "memorising the few minority images instead of dropping the shortcut; on images it does not "
         "fit, it cannot. 0: the penalty uses the training images themselves.")})
+    penalised: str = field(default="all", metadata={"help": (
+        "The factors whose f_z the penalty pairs with f_y: \"all\", or a comma-separated list of "
+        "factor names or z-indices (\"marker\", \"z1,z3\"). The heads learn every factor either "
+        "way. MIMM always penalises the first factor only.")})
     estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
     # GroupDRO (Sagawa et al. 2020): step size η of the online group weights, and its L2 penalty
     group_eta: float = 0.01
@@ -179,7 +183,7 @@ _HASH_NEUTRAL = {("train", "channels_last"): False, ("method", "estimator", "red
                  ("method", "jtt_upweight"): 10.0, ("method", "nonnegative"): False,
                  ("method", "estimator", "standardize"): False,
                  ("method", "penalty_split"): 0.0, ("method", "debias"): False,
-                 ("method", "estimator", "batch_size"): None}
+                 ("method", "estimator", "batch_size"): None, ("method", "penalised"): "all"}
 
 
 @dataclass

@@ -220,7 +220,8 @@ def warn_if_at_chance(result: RunResult) -> None:
 def build_model(cfg: RunConfig, scenario: Scenario, device) -> tuple[MIMMNet, Method]:
     """The untrained network and method of ``cfg`` (a checkpoint's state dicts fit these)."""
     n_factors = len(scenario.spec.factors)
-    dims = Dims(cfg.model.f_y_dim, (cfg.model.f_z_dim,) * n_factors, scenario.n_y, tuple(scenario.n_z))
+    dims = Dims(cfg.model.f_y_dim, (cfg.model.f_z_dim,) * n_factors, scenario.n_y, tuple(scenario.n_z),
+                tuple(scenario.factor_names))
     model = MIMMNet.from_config(cfg.model, [dims.n_y, *dims.n_z]).to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)

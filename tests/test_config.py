@@ -61,7 +61,7 @@ def test_keys_added_later_keep_old_hashes_at_their_neutral_value():
     del legacy["train"]["select"], legacy["scenario"]["confounded"]
     del legacy["method"]["estimator"]["standardize"], legacy["method"]["estimator"]["batch_size"]
     for key in ("group_eta", "group_l2", "jtt_epochs", "jtt_upweight", "nonnegative", "penalty_split",
-                "debias"):
+                "debias", "penalised"):
         del legacy["method"][key]
     old = hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()[:16]
     assert cfg.hash() == old
@@ -70,7 +70,7 @@ def test_keys_added_later_keep_old_hashes_at_their_neutral_value():
                    "method.group_l2=0.1", "method.jtt_epochs=1", "method.jtt_upweight=5.0",
                    "method.nonnegative=true", "method.estimator.standardize=true",
                    "method.penalty_split=0.2", "method.debias=true",
-                   "method.estimator.batch_size=600"):
+                   "method.estimator.batch_size=600", "method.penalised=z1"):
         assert cfg.override([change]).hash() != old, change
     assert RunConfig().hash() != old  # the default rule keeps models by the cell-balanced score
 

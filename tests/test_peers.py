@@ -184,3 +184,33 @@ def test_debiased_penalty_is_zero_in_expectation_for_an_independent_f_y():
     assert bias > 0.05  # the batch estimate's floor where there is nothing to pay for
     assert abs(mean_penalty(debias=True, dependent=False)) < bias / 5
     assert mean_penalty(debias=True, dependent=True) > 0.2  # dependence still costs
+
+
+def test_penalised_factors_are_chosen_by_name_or_index_and_only_they_enter_the_penalty():
+    """method.penalised: the penalty pairs f_y with the named factors' parts only, so f_y that
+    reads the unpenalised factor costs no more than the floor, and reading the penalised one does."""
+    from mimmx.errors import ConfigError
+
+    dims = Dims(2, (2, 2), 2, (2, 2), ("marker", "intensity"))
+
+    def method(penalised: str, name: str = "dcor"):
+        return build_method(RunConfig().override([f"method.name={name}", f"method.penalised={penalised}"]).method,
+                            dims, 1)
+
+    assert method("all").factors == [0, 1]
+    assert method("intensity").factors == [1]
+    assert method("z2, marker").factors == [0, 1]
+    with pytest.raises(ConfigError, match="'size' is not a factor.*marker, intensity"):
+        method("size")
+    with pytest.raises(ConfigError, match="first factor only"):
+        method("intensity", name="mimm")
+
+    g = torch.Generator().manual_seed(0)
+    y, z = torch.randint(0, 2, (300,), generator=g), torch.randint(0, 2, (300, 2), generator=g)
+    parts = [torch.randn(300, 2, generator=g) for _ in range(3)]
+    parts[1] += 3 * z[:, :1].float()
+    parts[2] += 3 * z[:, 1:].float()
+    reads_marker = [parts[0] + 3 * z[:, :1].float(), parts[1], parts[2]]
+    penalise_intensity, penalise_marker = method("intensity"), method("marker")
+    assert float(penalise_intensity.penalty(reads_marker, y, z)[0]) < 0.15
+    assert float(penalise_marker.penalty(reads_marker, y, z)[0]) > 0.4

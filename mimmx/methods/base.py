@@ -88,6 +88,7 @@ class Dims:
     f_z: tuple[int, ...]  # one sub-vector per factor
     n_y: int
     n_z: tuple[int, ...]
+    names: tuple[str, ...] = ()  # the factors' names (scenario.factor_names), for method.penalised
 
 
 class Method(nn.Module):

@@ -66,12 +66,13 @@ class DependencePenalty(Method):
     (``CAW.combine``). ``estimator.reduce = "mean"`` divides either by N (λ / N per factor).
     See ``mimmx.models.caw`` for the reconstruction and its rationale. ``method.nonnegative``:
     each estimate D enters as max(0, D), so a negative estimate never pays the encoder.
+    ``method.penalised``: the factors i whose f_zi enter D (all by default).
     """
 
     estimator_name: str | None = None  # None: method.estimator.name
     only_first_factor = False
     reads = ("lam", "warmup_epochs", "one_sided", "grad_scaling", "nonnegative", "penalty_split", "debias",
-             "estimator.per_factor", "estimator.balanced", "estimator.batch_size")
+             "penalised", "estimator.per_factor", "estimator.balanced", "estimator.batch_size")
     # the estimator's own knobs, for those with networks that train between encoder steps
     TRAINED = {"mine": ("width", "marginals", "gradient", "ema_rate", "conditional", "n_shuffles",
                         "standardize"),
@@ -99,7 +100,7 @@ class DependencePenalty(Method):
                               f"estimator; method.estimator.name={e.name!r} would be ignored. "
                               f"Leave it at {EstimatorConfig.name!r}, or choose the method that "
                               f"uses {e.name!r} (method.name={'mimmx' if e.name == 'mine' else e.name})")
-        self.factors = [0] if self.only_first_factor else list(range(len(dims.f_z)))
+        self.factors = penalised_factors("z1" if self.only_first_factor else cfg.penalised, dims)
         z_dims = [dims.f_z[i] for i in self.factors]
         options = {"mine": dict(width=e.width, marginals=e.marginals, gradient=e.gradient,
                                 ema_rate=e.ema_rate, conditional=e.conditional,
@@ -224,11 +225,36 @@ class MIMM(DependencePenalty):
     """The original single-factor MIMM: MINE between f_y and the first factor's f_z1 only."""
 
     estimator_name, dls, caw, only_first_factor = "mine", False, False, True
+    reads = tuple(k for k in DependencePenalty.reads if k != "penalised")
+
+    def __init__(self, cfg, dims: Dims, n_epochs: int):
+        if cfg.penalised != "all":
+            raise ConfigError(f"method 'mimm' always penalises the first factor only; "
+                              f"method.penalised={cfg.penalised!r} would be ignored. To choose "
+                              f"the penalised factors, use method.name=mimmx (with method.dls=false "
+                              f"method.caw=false for MIMM's objective)")
+        super().__init__(cfg, dims, n_epochs)
 
 
 @register("mimmx")
 class MIMMX(DependencePenalty):
     estimator_name = "mine"
+
+
+def penalised_factors(spec: str, dims: Dims) -> list[int]:
+    """The 0-based factor indices named by ``method.penalised``: "all", or comma-separated
+    factor names or z-indices ("marker", "z1,z3")."""
+    n = len(dims.f_z)
+    if spec.strip() == "all":
+        return list(range(n))
+    known = {f"z{i + 1}": i for i in range(n)} | {name: i for i, name in enumerate(dims.names)}
+    chosen = set()
+    for token in (t.strip() for t in spec.split(",")):
+        if token not in known:
+            raise ConfigError(f"method.penalised={spec!r}: {token!r} is not a factor of this scenario; "
+                              f"use \"all\" or a comma-separated list of {', '.join(known)}")
+        chosen.add(known[token])
+    return sorted(chosen)
 
 
 def cell_index(y: Tensor, z: Tensor, n_y: int, n_z: tuple[int, ...]) -> Tensor:
