@@ -48,7 +48,7 @@ def test_a_planted_shortcut_ranks_first_and_is_flagged(planted):
     assert planted.set_index("candidate").loc["follows y", "dcor"] < 0.2
     assert len(planted) == 10 and planted["p_adjusted"].between(0, 1).all()
     md = audit_markdown(planted)
-    assert "| 1 | shortcut | factor |" in md
+    assert "| 1 | 1 | shortcut | factor |" in md
 
 
 def test_audit_refuses_mismatched_lengths():
@@ -72,3 +72,54 @@ def test_audit_command_on_a_run_folder(real_data, tmp_path, capsys):
     assert "| intensity (measured) | image |" in md  # a factor's name never hides a measure
     assert main(["audit", str(run), "--permutations", "5"]) == 2
     assert "--permutations must be ≥ 19" in capsys.readouterr().err
+
+
+def test_measures_of_one_thing_form_one_family_ranked_by_its_strongest():
+    """A binary factor and a measure that separates its two values (|γ| = 1 within each class)
+    are one family; an unrelated attribute heads its own, even when it ranks between them."""
+    gen = np.random.default_rng(1)
+    n = 600
+    y, s = gen.integers(0, 2, n), gen.integers(0, 2, n)
+    f_y = np.stack([2.0 * y + 1.5 * s + gen.normal(0, 0.5, n), gen.normal(0, 1, n)], 1)
+    corner = s * 0.6 + gen.uniform(0, 0.3, n)  # the shortcut's pixels: separates s's values
+    attributes = pd.DataFrame({"shortcut": s.astype(float), "corner": corner,
+                               **{f"noise {k}": gen.normal(0, 1, n) for k in range(4)}})
+    table = audit(torch.tensor(f_y), torch.tensor(y), torch.tensor(f_y[:, 0] > 1.75).long(), attributes,
+                  n_permutations=99, n_bootstrap=20, seed=0).set_index("candidate")
+    top = table.index[0]
+    assert {top, "shortcut", "corner"} == {"shortcut", "corner"}
+    other = "corner" if top == "shortcut" else "shortcut"
+    assert table.loc[other, "family"] == table.loc[top, "family"] == 1
+    assert table.loc[other, "same_as"] == top and table.loc[top, "same_as"] == ""
+    noise = table.drop(["shortcut", "corner"])
+    assert sorted(noise["family"]) == [2, 3, 4, 5] and (noise["same_as"] == "").all()
+
+
+def test_metadata_columns_become_candidates():
+    from mimmx.evaluation.audit import metadata_attributes
+
+    frame = pd.DataFrame({"age": [30, np.nan, 50, 70], "site": ["A", "B", "B", "A"],
+                          "view": ["PA", "AP", "LAT", "PA"], "patient": ["p1", "p2", "p3", "p4"],
+                          "scanner": ["x"] * 4})
+    out, skipped = metadata_attributes(frame, max_levels=3)
+    assert list(out["age"]) == [30, 50, 50, 70] and list(out["age missing"]) == [0, 1, 0, 0]
+    assert [c for c in out if c.startswith("site")] == ["site = B"]  # two values: one indicator
+    assert {"view = PA", "view = AP", "view = LAT"} <= set(out)
+    assert skipped == ["patient", "scanner"]  # an identifier, a constant
+
+
+def test_cohort_metadata_follows_the_split_order(real_data, tmp_path):
+    from mimmx.evaluation.audit import cohort_metadata
+    from mimmx.scenarios.cohort import ColumnRule, CohortSpec, cohort_scenario, load_cohort, write_example_cohort
+
+    csv = write_example_cohort(tmp_path, n=600, seed=0, r_site=0.9, root=real_data)
+    spec = CohortSpec(manifest=str(csv), group_column="patient_id",
+                      label=ColumnRule("effusion", values={"absent": 0, "present": 1}),
+                      factors=(ColumnRule("sex", values={"Female": 0, "Male": 1}),))
+    cohort = load_cohort(spec, cache=False)
+    split = cohort_scenario(cohort, seed=0).splits["balanced"]
+    meta = cohort_metadata(cohort, split)
+    assert len(meta) == len(split) and {"site", "age", "view"} <= set(meta) and "sex" not in meta
+    north = torch.tensor((meta["site"] == "Northgate").to_numpy())
+    assert (split.x[north, 1:4, 21:27] == 255).all()  # Northgate's burnt-in label, image by image
+    assert not (split.x[~north, 1:4, 21:27] == 255).all(-1).all(-1).any()

@@ -13,7 +13,12 @@ metadata column, or a known factor listed among the others without telling which
 - **error slices**: y accuracy in each (y, a above / below its median) group, and the largest
   gap between the two halves of one class, in points (with its bootstrap interval).
 
-Candidates rank by dCor(f_y, a | y). Distance matrices are double-centred once per class; a
+Candidates rank by dCor(f_y, a | y). Measures of one thing (a marker and the intensity of the
+corner it sits in) are grouped into **families**: walking down the ranking, a candidate joins the
+family of the first higher-ranked head it agrees with, |γ| ≥ ``SAME`` for the Goodman–Kruskal
+γ = (C − D) / (C + D) over the pairs of images of one class (C, D: pairs the two attributes order
+alike / oppositely; ties left out, so a binary factor and a measure that separates its two values
+get |γ| = 1), else it heads a family of its own. Families rank by their heads. Distance matrices are double-centred once per class; a
 permutation only reorders them (dCov² = mean(A[p][:, p] · B)), so 999 permutations cost little.
 See docs/audit.md for what each measure means and its pitfalls.
 """
@@ -28,6 +33,7 @@ import torch
 from torch import Tensor
 
 LEVEL = 0.05  # family-wise, Bonferroni over the candidates
+SAME = 0.8  # |γ| at which two candidates count as measures of one thing (one family)
 
 
 # ----------------------------------------------------------------------------- candidates
@@ -74,6 +80,46 @@ def image_attributes(images: Tensor, morphometrics: bool = False) -> pd.DataFram
 
         frame_df = pd.concat([frame_df, measure(images.numpy()).reset_index(drop=True)], axis=1)
     return frame_df
+
+
+def metadata_attributes(frame: pd.DataFrame, max_levels: int = 12) -> tuple[pd.DataFrame, list[str]]:
+    """A manifest's columns as numeric candidates: a numeric column as it is (missing values:
+    the median, plus a "COLUMN missing" indicator); a categorical one with two values as 0 / 1
+    ("COLUMN = VALUE"), with 3 to ``max_levels`` values as one indicator per value; columns with
+    more values (identifiers, paths) or one value are left out, and named in the second list."""
+    out, skipped = {}, []
+    for name in frame.columns:
+        col = frame[name]
+        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+            values = col.astype(float)
+            if values.isna().any():
+                out[f"{name} missing"] = values.isna().astype(float)
+            values = values.fillna(values.median())
+            if values.nunique() > 1:
+                out[str(name)] = values
+            else:
+                skipped.append(str(name))
+            continue
+        levels = col.astype(str).where(col.notna(), "(missing)")
+        counts = levels.value_counts()
+        if len(counts) < 2 or len(counts) > max_levels:
+            skipped.append(str(name))
+            continue
+        for level in counts.index[1:] if len(counts) == 2 else counts.index:
+            out[f"{name} = {level}"] = (levels == level).astype(float)
+    return pd.DataFrame(out).reset_index(drop=True), skipped
+
+
+def cohort_metadata(cohort, split) -> pd.DataFrame:
+    """The manifest rows of the images of a cohort scenario's ``split``
+    (:class:`~mimmx.scenarios.builder.SplitData`), in its order: every column but the image
+    path, the label and the declared factors (the audit lists those by name already)."""
+    rows = cohort.pool(split.source)[split.index.cpu()]
+    drop = {cohort.spec.image_column, cohort.spec.label.column, "y", "pool",
+            *(f.key for f in cohort.spec.factors), *(f.column for f in cohort.spec.factors)}
+    manifest = cohort.rows.iloc[rows.numpy()]
+    keep = [c for c in manifest.columns if c not in drop]
+    return manifest[keep].reset_index(drop=True)
 
 
 # ------------------------------------------------------------------------------- measures
@@ -147,14 +193,47 @@ def _slice_gap(pred: Tensor, y: Tensor, high: Tensor) -> float:
     return max(gaps) if gaps else 0.0
 
 
+def agreement(values: pd.DataFrame, y: Tensor) -> pd.DataFrame:
+    """|γ| between every two columns of ``values``: Goodman–Kruskal γ = (C − D) / (C + D) summed
+    over the pairs of rows of one class of ``y`` (concordant C, discordant D, ties left out)."""
+    a = torch.tensor(values.to_numpy(dtype=float)).T  # (k, n)
+    concord = torch.zeros(len(a), len(a), dtype=torch.float64)
+    ordered = torch.zeros_like(concord)
+    for c in torch.unique(y):
+        v = a[:, y == c]
+        signs = torch.sign(v[:, :, None] - v[:, None, :]).flatten(1)  # (k, n_c²)
+        concord += signs @ signs.T
+        ordered += signs.abs() @ signs.abs().T
+    gamma = (concord / ordered.clamp_min(1)).abs()
+    return pd.DataFrame(gamma.numpy(), index=values.columns, columns=values.columns)
+
+
+def _families(ranked: list[str], gamma: pd.DataFrame, same: float) -> tuple[list[int], list[str]]:
+    """(family rank, head) of each candidate of ``ranked`` (strongest first): a candidate joins
+    the first higher-ranked head with |γ| ≥ ``same``, else heads a new family."""
+    heads: list[str] = []
+    family, head_of = [], []
+    for name in ranked:
+        head = next((h for h in heads if gamma.loc[name, h] >= same), None)
+        if head is None:
+            heads.append(name)
+            head = name
+        family.append(heads.index(head) + 1)
+        head_of.append(head)
+    return family, head_of
+
+
 def audit(f_y: Tensor, y: Tensor, pred: Tensor, attributes: pd.DataFrame, *,
           kinds: dict[str, str] | None = None, n_permutations: int = 999, n_bootstrap: int = 200,
-          max_points: int = 800, seed: int = 0, level: float = LEVEL) -> pd.DataFrame:
+          max_points: int = 800, seed: int = 0, level: float = LEVEL, same: float = SAME,
+          ) -> pd.DataFrame:
     """Rank the ``attributes`` (one row per image, one column per candidate) by how much f_y
     depends on them within each class of y, with the model's predictions ``pred`` for the error
     slices. One row per candidate, strongest first: ``candidate, kind, dcor, dcor_low,
-    dcor_high, p, p_adjusted, flagged, gap, gap_low, gap_high`` (gap in points). ``flagged``:
-    p_adjusted < ``level``. At most ``max_points`` images are used (a seeded subsample)."""
+    dcor_high, p, p_adjusted, flagged, gap, gap_low, gap_high, family, same_as`` (gap in
+    points). ``flagged``: p_adjusted < ``level``. ``family``: the rank of the candidate's family
+    (measures of one thing, |γ| ≥ ``same`` with its head); ``same_as``: the head, or "" for a
+    head. At most ``max_points`` images are used (a seeded subsample)."""
     if len(f_y) != len(attributes) or len(y) != len(f_y) or len(pred) != len(f_y):
         raise ValueError(f"f_y ({len(f_y)}), y ({len(y)}), pred ({len(pred)}) and the attributes "
                          f"({len(attributes)}) must describe the same images")
@@ -195,14 +274,20 @@ def audit(f_y: Tensor, y: Tensor, pred: Tensor, attributes: pd.DataFrame, *,
     table["flagged"] = table["p_adjusted"] < level
     cols = ["candidate", "kind", "dcor", "dcor_low", "dcor_high", "p", "p_adjusted", "flagged",
             "gap", "gap_low", "gap_high"]
-    return table[cols].sort_values("dcor", ascending=False, ignore_index=True)
+    table = table[cols].sort_values("dcor", ascending=False, ignore_index=True)
+    gamma = agreement(values[list(table["candidate"])], y)
+    table["family"], heads = _families(list(table["candidate"]), gamma, same)
+    table["same_as"] = [h if h != c else "" for h, c in zip(heads, table["candidate"])]
+    return table
 
 
 def audit_run(result, split: str = "balanced", *, morphometrics: bool | None = None,
-              **options) -> pd.DataFrame:
+              metadata: pd.DataFrame | None = None, **options) -> pd.DataFrame:
     """:func:`audit` of a trained run (:class:`~mimmx.trainer.RunResult`) on one of its held-out
     ``split``: the candidates are the image attributes (with Morpho-MNIST's morphometrics on
-    MNIST) and the scenario's own factors, listed among them by name (kind "factor")."""
+    MNIST), the scenario's own factors, listed among them by name (kind "factor"), and the
+    columns of ``metadata`` (one row per image of the split, e.g. :func:`cohort_metadata`; kind
+    "metadata", see :func:`metadata_attributes`)."""
     data = result.scenario.splits[split]
     out = result.features(split)
     if morphometrics is None:
@@ -213,21 +298,30 @@ def audit_run(result, split: str = "balanced", *, morphometrics: bool | None = N
     for i, name in enumerate(names):
         attributes[name] = out[f"z{i + 1}"].numpy().astype(float)
     kinds = {name: "factor" for name in names}
+    if metadata is not None:
+        if len(metadata) != len(data.y):
+            raise ValueError(f"metadata has {len(metadata)} rows; the {split} set has {len(data.y)} images")
+        columns, _ = metadata_attributes(metadata)
+        columns = columns.rename(columns={c: f"{c} (metadata)" for c in columns if c in attributes})
+        attributes = pd.concat([attributes, columns], axis=1)
+        kinds |= {c: "metadata" for c in columns}
     return audit(out["f_y"], out["y"], out["pred_y"], attributes, kinds=kinds, **options)
 
 
 def audit_markdown(table: pd.DataFrame, title: str = "Shortcut audit") -> str:
-    """The audit as a markdown table, strongest candidate first."""
+    """The audit as a markdown table, strongest candidate first, with its family."""
     lines = [f"# {title}", "",
              "dCor(f_y, a | y): distance correlation between f_y and the attribute within each class "
              "of y (0: f_y ignores it beyond y); 95 % bootstrap interval; p: within-class "
              f"permutation test, Bonferroni-adjusted over the candidates (flagged below {LEVEL}); "
              "gap: the largest difference in y accuracy between the attribute's lower and upper "
-             "half within one class [points].", "",
-             "| rank | candidate | kind | dCor | 95 % interval | p (adjusted) | flagged | gap | 95 % interval |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "half within one class [points]; family: candidates that measure one thing "
+             f"(|Goodman–Kruskal γ| ≥ {SAME} with the family's head, within each class) share a rank.", "",
+             "| rank | family | candidate | kind | dCor | 95 % interval | p (adjusted) | flagged | gap | 95 % interval |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for i, r in table.iterrows():
-        lines.append(f"| {i + 1} | {r.candidate} | {r.kind} | {r.dcor:.3f} | {r.dcor_low:.3f}–"
+        family = f"{r.family}" + (f" (with {r.same_as})" if r.same_as else "")
+        lines.append(f"| {i + 1} | {family} | {r.candidate} | {r.kind} | {r.dcor:.3f} | {r.dcor_low:.3f}–"
                      f"{r.dcor_high:.3f} | {r.p_adjusted:.3g} | {'yes' if r.flagged else 'no'} | "
                      f"{r.gap:.1f} | {r.gap_low:.1f}–{r.gap_high:.1f} |")
     return "\n".join(lines) + "\n"
