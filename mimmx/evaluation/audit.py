@@ -14,11 +14,11 @@ metadata column, or a known factor listed among the others without telling which
   gap between the two halves of one class, in points (with its bootstrap interval).
 
 Candidates rank by dCor(f_y, a | y). Measures of one thing (a marker and the intensity of the
-corner it sits in) are grouped into **families**: walking down the ranking, a candidate joins the
-family of the first higher-ranked head it agrees with, |γ| ≥ ``SAME`` for the Goodman–Kruskal
-γ = (C − D) / (C + D) over the pairs of images of one class (C, D: pairs the two attributes order
-alike / oppositely; ties left out, so a binary factor and a measure that separates its two values
-get |γ| = 1), else it heads a family of its own. Families rank by their heads. Distance matrices are double-centred once per class; a
+corner it sits in) are grouped into **families**: two candidates are linked when they agree,
+|γ| ≥ ``SAME`` for the Goodman–Kruskal γ = (C − D) / (C + D) over the pairs of images of one class
+(C, D: pairs the two attributes order alike / oppositely; ties left out, so a binary factor and a
+measure that separates its two values get |γ| = 1); a family is a linked group (single linkage),
+ranked and headed by its strongest member. Distance matrices are double-centred once per class; a
 permutation only reorders them (dCov² = mean(A[p][:, p] · B)), so 999 permutations cost little.
 See docs/audit.md for what each measure means and its pitfalls.
 """
@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 LEVEL = 0.05  # family-wise, Bonferroni over the candidates
-SAME = 0.8  # |γ| at which two candidates count as measures of one thing (one family)
+SAME = 0.7  # |γ| at which two candidates count as measures of one thing (one family)
 
 
 # ----------------------------------------------------------------------------- candidates
@@ -209,18 +209,24 @@ def agreement(values: pd.DataFrame, y: Tensor) -> pd.DataFrame:
 
 
 def _families(ranked: list[str], gamma: pd.DataFrame, same: float) -> tuple[list[int], list[str]]:
-    """(family rank, head) of each candidate of ``ranked`` (strongest first): a candidate joins
-    the first higher-ranked head with |γ| ≥ ``same``, else heads a new family."""
-    heads: list[str] = []
-    family, head_of = [], []
-    for name in ranked:
-        head = next((h for h in heads if gamma.loc[name, h] >= same), None)
-        if head is None:
-            heads.append(name)
-            head = name
-        family.append(heads.index(head) + 1)
-        head_of.append(head)
-    return family, head_of
+    """(family rank, head) of each candidate of ``ranked`` (strongest first): families are the
+    groups linked by |γ| ≥ ``same`` (single linkage), ranked and headed by their strongest member."""
+    head = {name: name for name in ranked}
+
+    def find(name: str) -> str:
+        while head[name] != name:
+            name = head[name]
+        return name
+
+    for i, a in enumerate(ranked):
+        for b in ranked[:i]:
+            if gamma.loc[a, b] >= same:
+                ra, rb = find(a), find(b)
+                if ra != rb:  # the stronger root heads the merged family
+                    first, second = sorted((ra, rb), key=ranked.index)
+                    head[second] = first
+    heads = list(dict.fromkeys(find(name) for name in ranked))
+    return [heads.index(find(name)) + 1 for name in ranked], [find(name) for name in ranked]
 
 
 def audit(f_y: Tensor, y: Tensor, pred: Tensor, attributes: pd.DataFrame, *,
@@ -232,8 +238,8 @@ def audit(f_y: Tensor, y: Tensor, pred: Tensor, attributes: pd.DataFrame, *,
     slices. One row per candidate, strongest first: ``candidate, kind, dcor, dcor_low,
     dcor_high, p, p_adjusted, flagged, gap, gap_low, gap_high, family, same_as`` (gap in
     points). ``flagged``: p_adjusted < ``level``. ``family``: the rank of the candidate's family
-    (measures of one thing, |γ| ≥ ``same`` with its head); ``same_as``: the head, or "" for a
-    head. At most ``max_points`` images are used (a seeded subsample)."""
+    (measures of one thing: groups linked by |γ| ≥ ``same``); ``same_as``: its head (the
+    family's strongest member), or "" for a head. At most ``max_points`` images are used (a seeded subsample)."""
     if len(f_y) != len(attributes) or len(y) != len(f_y) or len(pred) != len(f_y):
         raise ValueError(f"f_y ({len(f_y)}), y ({len(y)}), pred ({len(pred)}) and the attributes "
                          f"({len(attributes)}) must describe the same images")
@@ -316,7 +322,7 @@ def audit_markdown(table: pd.DataFrame, title: str = "Shortcut audit") -> str:
              f"permutation test, Bonferroni-adjusted over the candidates (flagged below {LEVEL}); "
              "gap: the largest difference in y accuracy between the attribute's lower and upper "
              "half within one class [points]; family: candidates that measure one thing "
-             f"(|Goodman–Kruskal γ| ≥ {SAME} with the family's head, within each class) share a rank.", "",
+             f"(linked by |Goodman–Kruskal γ| ≥ {SAME} within each class) share a rank.", "",
              "| rank | family | candidate | kind | dCor | 95 % interval | p (adjusted) | flagged | gap | 95 % interval |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for i, r in table.iterrows():
