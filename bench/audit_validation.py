@@ -51,7 +51,7 @@ def experiment(name: str, seeds: int, permutations: int) -> None:
                                  f"reproduce {name} --rows baseline oracle --seeds {seeds}` first")
             result = store.load_run(cfg)
             t = time.perf_counter()
-            table = audit_run(result, "balanced", n_permutations=permutations, seed=seed)
+            table = audit_run(result, "balanced", n_permutations=permutations, seed=seed).table
             wall = time.perf_counter() - t
             print(f"{name} {slug} seed {seed} ({len(table)} candidates, {wall:.0f} s): "
                   f"{factor_line(table, result.scenario.factor_names)}; flagged {int(table.flagged.sum())}")
@@ -76,7 +76,7 @@ def cohort(seeds: int, permutations: int, epochs: int) -> None:
             result = train(cfg, scenario)
             metadata = cohort_metadata(data, scenario.splits["balanced"])
             t = time.perf_counter()
-            table = audit_run(result, "balanced", metadata=metadata, n_permutations=permutations, seed=seed)
+            table = audit_run(result, "balanced", metadata=metadata, n_permutations=permutations, seed=seed).table
             wall = time.perf_counter() - t
             site = table[table["candidate"].str.startswith("site = ")].iloc[0]
             acc = result.best["acc"]["balanced"]["y"]

@@ -70,6 +70,7 @@ def test_audit_command_on_a_run_folder(real_data, tmp_path, capsys):
     md = (run / "audit.md").read_text()
     assert "| marker | factor |" in md and "| intensity | factor |" in md
     assert "| intensity (measured) | image |" in md  # a factor's name never hides a measure
+    assert "## Slices nobody named" in md and (run / "audit.html").stat().st_size > 1000
     assert main(["audit", str(run), "--permutations", "5"]) == 2
     assert "--permutations must be ≥ 19" in capsys.readouterr().err
 
@@ -123,3 +124,25 @@ def test_cohort_metadata_follows_the_split_order(real_data, tmp_path):
     north = torch.tensor((meta["site"] == "Northgate").to_numpy())
     assert (split.x[north, 1:4, 21:27] == 255).all()  # Northgate's burnt-in label, image by image
     assert not (split.x[~north, 1:4, 21:27] == 255).all(-1).all(-1).any()
+
+
+def test_error_slices_find_the_group_the_errors_live_in():
+    """Within each class, the images whose hidden attribute h is 1 sit apart in f_y and are
+    misclassified; the worst slice is theirs, described by h, not by the noise columns."""
+    from mimmx.evaluation.audit import error_slices, slices_figure, slices_markdown
+
+    gen = np.random.default_rng(2)
+    n = 800
+    y, h = gen.integers(0, 2, n), (gen.random(n) < 0.15).astype(int)
+    f_y = np.stack([np.where(h == 1, 1 - y, y) * 3.0 + gen.normal(0, 0.4, n), gen.normal(0, 1, n)], 1)
+    pred = (f_y[:, 0] > 1.5).astype(int)  # wrong on (almost) every h = 1 image
+    attributes = pd.DataFrame({"h": h.astype(float), **{f"noise {k}": gen.normal(0, 1, n) for k in range(5)}})
+    images = torch.randint(0, 255, (n, 28, 28), dtype=torch.uint8)
+    slices = error_slices(torch.tensor(f_y), torch.tensor(y), torch.tensor(pred), attributes,
+                          images=images, per_class=4, seed=0)
+    worst = slices.iloc[0]
+    assert worst.accuracy < 10 and worst.attribute == "h" and worst.effect > 1
+    assert set(h[worst.members]) == {1} and worst.errors > 80
+    assert list(slices["accuracy"]) == sorted(slices["accuracy"])
+    assert slices.groupby("y")["size"].sum().to_dict() == {c: int((y == c).sum()) for c in (0, 1)}
+    assert "| 1 |" in slices_markdown(slices) and len(slices_figure(slices, images).data) == 4 * 8

@@ -287,31 +287,187 @@ def audit(f_y: Tensor, y: Tensor, pred: Tensor, attributes: pd.DataFrame, *,
     return table
 
 
-def audit_run(result, split: str = "balanced", *, morphometrics: bool | None = None,
-              metadata: pd.DataFrame | None = None, **options) -> pd.DataFrame:
-    """:func:`audit` of a trained run (:class:`~mimmx.trainer.RunResult`) on one of its held-out
-    ``split``: the candidates are the image attributes (with Morpho-MNIST's morphometrics on
-    MNIST), the scenario's own factors, listed among them by name (kind "factor"), and the
-    columns of ``metadata`` (one row per image of the split, e.g. :func:`cohort_metadata`; kind
-    "metadata", see :func:`metadata_attributes`)."""
+# ------------------------------------------------------------------- slices nobody named
+
+
+def error_slices(embedding: Tensor, y: Tensor, pred: Tensor, attributes: pd.DataFrame, *,
+                 images: Tensor | None = None, per_class: int = 6, min_size: int = 10,
+                 n_components: int = 16, seed: int = 0) -> pd.DataFrame:
+    """Slices of a held-out set that nobody named, in the spirit of JTT's error set and of slice
+    discovery: within each class of y, k-means (``per_class`` clusters) on the standardised
+    ``embedding`` (the model's f_y) beside the first ``n_components`` principal components of
+    the ``images`` (each block weighted alike), so that a slice can follow image content the
+    model does not encode. One row per slice of at least ``min_size`` images, worst first: ``slice, y,
+    size, accuracy, class_accuracy, errors`` (the slice's share of its class's errors),
+    ``attribute`` (the candidate whose slice mean differs most from the rest of the class),
+    ``effect`` (that difference in the class's standard deviations), and ``members`` (the images' positions)."""
+    from sklearn.cluster import KMeans
+
+    parts = [embedding.reshape(len(embedding), -1).double()]
+    if images is not None and n_components > 0:
+        flat = images.reshape(len(images), -1).double() / 255.0
+        flat = flat - flat.mean(0)
+        _, _, v = torch.linalg.svd(flat, full_matrices=False)
+        parts.append(flat @ v[:n_components].T)
+    # each block standardised per column and scaled to the same total variance
+    x = torch.cat([(p - p.mean(0)) / p.std(0).clamp_min(1e-12) / p.shape[1] ** 0.5 for p in parts], 1).numpy()
+    right = (pred == y).numpy()
+    values = attributes.to_numpy(dtype=float)
+    rows = []
+    for c in torch.unique(y).tolist():
+        members = np.flatnonzero((y == c).numpy())
+        k = min(per_class, len(members) // max(min_size, 1))
+        if k < 2:
+            continue
+        labels = KMeans(k, n_init=4, random_state=seed).fit_predict(x[members])
+        errors = max(int((~right[members]).sum()), 1)
+        within = values[members]
+        spread = within.std(0)
+        spread[spread == 0] = np.inf
+        for j in range(k):
+            inside = members[labels == j]
+            if len(inside) < min_size:
+                continue
+            inside = inside[np.argsort(right[inside], kind="stable")]  # errors first
+            rest = members[labels != j]
+            effect = (values[inside].mean(0) - values[rest].mean(0)) / spread
+            best = int(np.nanargmax(np.abs(effect)))
+            rows.append({"y": c, "size": len(inside), "accuracy": 100.0 * right[inside].mean(),
+                         "class_accuracy": 100.0 * right[members].mean(),
+                         "errors": 100.0 * (~right[inside]).sum() / errors,
+                         "attribute": attributes.columns[best], "effect": float(effect[best]),
+                         "members": inside.tolist()})
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table = table.sort_values("accuracy", ignore_index=True)
+    table.insert(0, "slice", range(1, len(table) + 1))
+    return table
+
+
+def slices_figure(slices: pd.DataFrame, images: Tensor, y_names=None, worst: int = 4, per_slice: int = 8):
+    """The ``worst`` slices, one row each: up to ``per_slice`` of their images, errors first
+    (plotly; titles name the slice, its class, accuracy and describing attribute)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    top = slices.head(worst)
+    titles = []
+    for r in top.to_dict("records"):
+        name = y_names[r["y"]] if y_names else f"y={r['y']}"
+        titles += [f"slice {r['slice']}: {name}, {r['accuracy']:.0f} % right, {r['attribute']} "
+                   f"{'+' if r['effect'] > 0 else '−'}{abs(r['effect']):.1f} sd"] + [""] * (per_slice - 1)
+    fig = make_subplots(rows=max(len(top), 1), cols=per_slice, subplot_titles=titles,
+                        horizontal_spacing=0.01, vertical_spacing=0.08)
+    for i, r in enumerate(top.to_dict("records")):
+        for j, m in enumerate(r["members"][:per_slice]):
+            fig.add_trace(go.Heatmap(z=images[m].flip(0).numpy(), colorscale="gray", showscale=False,
+                                     hoverinfo="skip"), row=i + 1, col=j + 1)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, scaleanchor="x")
+    left = fig.layout.xaxis.domain[0]
+    fig.update_annotations(font_size=11, xanchor="left", x=left)  # each title starts its row
+    fig.update_layout(title="Slices nobody named: the worst clusters of each class", height=150 * max(len(top), 1) + 80,
+                      margin=dict(l=10, r=10, t=70, b=10))
+    return fig
+
+
+@dataclass
+class AuditReport:
+    """A run's audit on one held-out split: the ranked candidates (:func:`audit`), the slices
+    nobody named (:func:`error_slices`), and what it needs to draw them."""
+
+    table: pd.DataFrame
+    slices: pd.DataFrame
+    split: str
+    images: Tensor  # the split's images, for the slices' figure
+    y_names: tuple[str, ...]
+    skipped: list[str]  # metadata columns left out (identifiers, constants)
+
+    def markdown(self, title: str = "Shortcut audit") -> str:
+        md = audit_markdown(self.table, title) + "\n" + slices_markdown(self.slices, self.y_names)
+        if self.skipped:
+            md += f"\nMetadata columns left out (one value, or too many to compare): {', '.join(self.skipped)}.\n"
+        return md
+
+    def figures(self) -> dict:
+        return {"candidates": candidates_figure(self.table),
+                "slices": slices_figure(self.slices, self.images, self.y_names)}
+
+
+def run_attributes(result, split: str, morphometrics: bool | None = None,
+                   metadata: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict[str, str], list[str]]:
+    """The candidates of a run's ``split``: (attributes, their kinds, metadata columns left out)."""
     data = result.scenario.splits[split]
-    out = result.features(split)
     if morphometrics is None:
         morphometrics = result.scenario.spec.dataset == "mnist"
     attributes = image_attributes(data.x.cpu(), morphometrics=morphometrics)
     names = result.scenario.factor_names
     attributes = attributes.rename(columns={n: f"{n} (measured)" for n in names if n in attributes})
     for i, name in enumerate(names):
-        attributes[name] = out[f"z{i + 1}"].numpy().astype(float)
-    kinds = {name: "factor" for name in names}
+        attributes[name] = data.z[:, i].cpu().numpy().astype(float)
+    kinds, skipped = {name: "factor" for name in names}, []
     if metadata is not None:
         if len(metadata) != len(data.y):
             raise ValueError(f"metadata has {len(metadata)} rows; the {split} set has {len(data.y)} images")
-        columns, _ = metadata_attributes(metadata)
+        columns, skipped = metadata_attributes(metadata)
         columns = columns.rename(columns={c: f"{c} (metadata)" for c in columns if c in attributes})
         attributes = pd.concat([attributes, columns], axis=1)
         kinds |= {c: "metadata" for c in columns}
-    return audit(out["f_y"], out["y"], out["pred_y"], attributes, kinds=kinds, **options)
+    return attributes, kinds, skipped
+
+
+def audit_run(result, split: str = "balanced", *, morphometrics: bool | None = None,
+              metadata: pd.DataFrame | None = None, **options) -> AuditReport:
+    """The audit of a trained run (:class:`~mimmx.trainer.RunResult`) on one of its held-out
+    ``split``: :func:`audit` of its f_y against the image attributes (with Morpho-MNIST's
+    morphometrics on MNIST), the scenario's own factors, listed among them by name (kind
+    "factor"), and the columns of ``metadata`` (one row per image of the split, e.g.
+    :func:`cohort_metadata`; kind "metadata", see :func:`metadata_attributes`); and the
+    :func:`error_slices` of its held-out errors."""
+    out = result.features(split)
+    attributes, kinds, skipped = run_attributes(result, split, morphometrics, metadata)
+    table = audit(out["f_y"], out["y"], out["pred_y"], attributes, kinds=kinds, **options)
+    images = result.scenario.splits[split].x.cpu()
+    slices = error_slices(out["f_y"], out["y"], out["pred_y"], attributes, images=images,
+                          seed=options.get("seed", 0))
+    return AuditReport(table, slices, split, images, tuple(result.scenario.y_names), skipped)
+
+
+def candidates_figure(table: pd.DataFrame):
+    """dCor(f_y, a | y) of every candidate with its bootstrap interval, strongest on top,
+    coloured by whether the permutation test flags it; the family rank in the label."""
+    import plotly.graph_objects as go
+
+    t = table.iloc[::-1]
+    labels = [f"{c} · family {f}" for c, f in zip(t["candidate"], t["family"])]
+    colours = ["#d62728" if f else "#7f7f7f" for f in t["flagged"]]
+    fig = go.Figure(go.Bar(x=t["dcor"], y=labels, orientation="h", marker_color=colours,
+                           error_x=dict(type="data", symmetric=False, array=t["dcor_high"] - t["dcor"],
+                                        arrayminus=t["dcor"] - t["dcor_low"]),
+                           hovertext=[f"p (adjusted) {p:.3g}; gap {g:.1f} points" for p, g in
+                                      zip(t["p_adjusted"], t["gap"])]))
+    fig.update_layout(title="What f_y depends on beyond y (red: flagged by the permutation test)",
+                      xaxis_title="dCor(f_y, attribute | y)", height=120 + 22 * len(t),
+                      margin=dict(l=10, r=10, t=50, b=40))
+    return fig
+
+
+def slices_markdown(slices: pd.DataFrame, y_names=None, worst: int = 6) -> str:
+    """The worst slices as a markdown table."""
+    lines = ["## Slices nobody named", "",
+             "Clusters of each class (k-means on f_y and the images' principal components), worst "
+             "first; attribute: the candidate whose mean in the slice differs most from the rest "
+             "of its class, in standard deviations; errors: the slice's share of its class's errors.", ""]
+    if slices.empty:
+        return "\n".join(lines + ["No slice large enough to report.", ""])
+    lines += ["| slice | class | images | right [%] | class right [%] | errors [%] | attribute | effect [sd] |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in slices.head(worst).to_dict("records"):
+        name = y_names[r["y"]] if y_names else r["y"]
+        lines.append(f"| {r['slice']} | {name} | {r['size']} | {r['accuracy']:.1f} | {r['class_accuracy']:.1f} | "
+                     f"{r['errors']:.1f} | {r['attribute']} | {r['effect']:+.2f} |")
+    return "\n".join(lines) + "\n"
 
 
 def audit_markdown(table: pd.DataFrame, title: str = "Shortcut audit") -> str:

@@ -226,18 +226,22 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def audit(args: argparse.Namespace) -> int:
-    from mimmx.evaluation.audit import audit_markdown, audit_run
+    from mimmx.evaluation.audit import audit_run
+    from mimmx.evaluation.report import figures_html
     from mimmx.runs.folder import atomic_write, load_run
 
     if args.permutations < 19:
         raise UserError(f"--permutations must be ≥ 19 for a test at 5 %, got {args.permutations}")
     result = load_run(args.run_dir)
-    table = audit_run(result, args.split, n_permutations=args.permutations, seed=args.seed)
+    report = audit_run(result, args.split, n_permutations=args.permutations, seed=args.seed)
     path = Path(args.run_dir)
     folder, prefix = (path, "") if path.is_dir() else (path.parent, path.stem + ".")
-    md = audit_markdown(table, f"Shortcut audit of {path.name} on the {args.split} set")
+    md = report.markdown(f"Shortcut audit of {path.name} on the {args.split} set")
     atomic_write(folder / f"{prefix}audit.md", md)
-    atomic_write(folder / f"{prefix}audit.json", table.to_json(orient="records", indent=1))
+    atomic_write(folder / f"{prefix}audit.json", report.table.to_json(orient="records", indent=1))
+    figures_html(report.figures(), folder / f"{prefix}audit.html")
     print(md)
-    print(f"wrote {prefix}audit.md and {prefix}audit.json in {folder}")
+    print(f"wrote {prefix}audit.md, {prefix}audit.json and {prefix}audit.html in {folder}")
     return 0
+
+
