@@ -61,7 +61,13 @@ def experiment(name: str, seeds: int, permutations: int) -> None:
 def cohort(seeds: int, permutations: int, epochs: int) -> None:
     from mimmx.config import RunConfig
     from mimmx.evaluation.audit import audit_run, cohort_metadata
-    from mimmx.scenarios.cohort import ColumnRule, CohortSpec, cohort_scenario, load_cohort, write_example_cohort
+    from mimmx.scenarios.cohort import (
+        CohortSpec,
+        ColumnRule,
+        cohort_scenario,
+        load_cohort,
+        write_example_cohort,
+    )
     from mimmx.trainer import train
 
     with tempfile.TemporaryDirectory() as folder:

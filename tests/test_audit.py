@@ -111,7 +111,13 @@ def test_metadata_columns_become_candidates():
 
 def test_cohort_metadata_follows_the_split_order(real_data, tmp_path):
     from mimmx.evaluation.audit import cohort_metadata
-    from mimmx.scenarios.cohort import ColumnRule, CohortSpec, cohort_scenario, load_cohort, write_example_cohort
+    from mimmx.scenarios.cohort import (
+        CohortSpec,
+        ColumnRule,
+        cohort_scenario,
+        load_cohort,
+        write_example_cohort,
+    )
 
     csv = write_example_cohort(tmp_path, n=600, seed=0, r_site=0.9, root=real_data)
     spec = CohortSpec(manifest=str(csv), group_column="patient_id",
