@@ -10,7 +10,9 @@ Balanced set with the scenario's factors listed by name among the image measures
 factor's family rank and whether it is flagged, and the three strongest families.
 ``cohort``: the example cohort (``write_example_cohort``, the hospital drives the shortcut at
 r_site = 0.9) with only sex declared as a factor; a Baseline is trained per seed and audited with
-every manifest column as a candidate; prints the rank of the site's family.
+every manifest column as a candidate; prints the rank of the site's family. With ``--loop``,
+the site column then becomes a factor and exp2's MIMM-X trains with it (``add_factor``); prints
+the site's dCor, p and error gap before and after.
 """
 
 from __future__ import annotations
@@ -58,9 +60,10 @@ def experiment(name: str, seeds: int, permutations: int) -> None:
             print(f"    {families(table)}")
 
 
-def cohort(seeds: int, permutations: int, epochs: int) -> None:
+def cohort(seeds: int, permutations: int, epochs: int, loop: bool) -> None:
     from mimmx.config import RunConfig
-    from mimmx.evaluation.audit import audit_run, cohort_metadata
+    from mimmx.evaluation.audit import add_factor, audit_run, cohort_metadata
+    from mimmx.runs.experiments import row_config, rows
     from mimmx.scenarios.cohort import (
         CohortSpec,
         ColumnRule,
@@ -90,6 +93,15 @@ def cohort(seeds: int, permutations: int, epochs: int) -> None:
                   f"{site.candidate}: family {site.family}, dCor {site.dcor:.2f}, p_adj {site.p_adjusted:.3g}, "
                   f"gap {site.gap:.1f}; {factor_line(table, ['sex'])}")
             print(f"    {families(table)}")
+            if loop:
+                metadata = {s: cohort_metadata(data, split) for s, split in scenario.splits.items()}
+                method = row_config("exp2", {r.slug: r for r in rows("exp2")}["mimmx"]).method
+                before, after, run = add_factor(result, site.candidate, method, "balanced", metadata=metadata,
+                                                n_permutations=permutations, seed=seed)
+                for label, report, r in (("before", before, result), ("after", after, run)):
+                    t = report.table.set_index("candidate").loc[site.candidate]
+                    print(f"    {label}: Balanced y {r.best['acc']['balanced']['y']:.1f} %, {site.candidate} "
+                          f"dCor {t.dcor:.2f}, p_adj {t.p_adjusted:.3g}, gap {t.gap:.1f}, family {t.family}")
 
 
 def main() -> None:
@@ -98,10 +110,11 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--permutations", type=int, default=999)
     p.add_argument("--epochs", type=int, default=10, help="cohort: the Baseline's epochs")
+    p.add_argument("--loop", action="store_true", help="cohort: then train MIMM-X with the site as a factor")
     a = p.parse_args()
     os.environ.setdefault("MIMMX_THREADS", "1")
     if a.what == "cohort":
-        cohort(a.seeds, a.permutations, a.epochs)
+        cohort(a.seeds, a.permutations, a.epochs, a.loop)
     else:
         experiment(a.what, a.seeds, a.permutations)
 

@@ -74,6 +74,13 @@ def test_audit_command_on_a_run_folder(real_data, tmp_path, capsys):
     assert main(["audit", str(run), "--permutations", "5"]) == 2
     assert "--permutations must be ≥ 19" in capsys.readouterr().err
 
+    # the loop: MIMM-X with an audited measure as one more factor, audited before and after
+    assert main(["audit", str(run), "--permutations", "19", "--add-factor", "corner top-left"]) == 0
+    loop = (run / "audit-add-corner-top-left.md").read_text()
+    assert "| before |" in loop and "| after |" in loop and "mimmx with 'corner top-left'" in loop
+    assert main(["audit", str(run), "--permutations", "19", "--add-factor", "nose"]) == 2
+    assert "'nose': not a candidate of this run; choose one of intensity" in capsys.readouterr().err
+
 
 def test_measures_of_one_thing_form_one_family_ranked_by_its_strongest():
     """A binary factor and a measure that separates its two values (|γ| = 1 within each class)
@@ -152,3 +159,23 @@ def test_error_slices_find_the_group_the_errors_live_in():
     assert list(slices["accuracy"]) == sorted(slices["accuracy"])
     assert slices.groupby("y")["size"].sum().to_dict() == {c: int((y == c).sum()) for c in (0, 1)}
     assert "| 1 |" in slices_markdown(slices) and len(slices_figure(slices, images).data) == 4 * 8
+
+
+def test_with_factor_adds_a_measured_factor_and_leaves_the_images_alone(real_data):
+    from mimmx.config import RunConfig
+    from mimmx.evaluation.audit import factor_values
+    from mimmx.scenarios.builder import with_factor
+    from mimmx.trainer import build_scenario
+
+    sc = build_scenario(RunConfig().override(["scenario.name=exp2", "scenario.n_train=400",
+                                              "scenario.n_selection=100", "scenario.n_test=100"]))
+    values = factor_values(sc, "extent")
+    new = with_factor(sc, "extent", values)
+    assert new.factor_names == ["marker", "intensity", "extent"] and new.n_z == [2, 2, 2]
+    median = float(values["train"].double().median())
+    for s, d in new.splits.items():
+        assert torch.equal(d.x, sc.splits[s].x) and torch.equal(d.z[:, :2], sc.splits[s].z)
+        assert torch.equal(d.z[:, 2], (values[s] > median).long())
+    assert np.allclose(new.cond[2].sum(1), 1) and sc.factor_names == ["marker", "intensity"]
+    with pytest.raises(Exception, match="already a factor"):
+        with_factor(new, "extent", values)

@@ -25,12 +25,15 @@ See docs/audit.md for what each measure means and its pitfalls.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
+
+from mimmx.errors import UserError
 
 LEVEL = 0.05  # family-wise, Bonferroni over the candidates
 SAME = 0.7  # |γ| at which two candidates count as measures of one thing (one family)
@@ -432,6 +435,65 @@ def audit_run(result, split: str = "balanced", *, morphometrics: bool | None = N
     slices = error_slices(out["f_y"], out["y"], out["pred_y"], attributes, images=images,
                           seed=options.get("seed", 0))
     return AuditReport(table, slices, split, images, tuple(result.scenario.y_names), skipped)
+
+
+def factor_values(scenario, name: str, metadata: dict[str, pd.DataFrame] | None = None) -> dict[str, Tensor]:
+    """One value per image of every split of ``scenario`` for the candidate ``name``: an image
+    measure of :func:`image_attributes` (Morpho-MNIST's on MNIST), or a column of ``metadata``
+    (split -> rows of that split, as :func:`metadata_attributes` names them)."""
+    out = {}
+    for split, data in scenario.splits.items():
+        if metadata is not None and split in metadata:
+            columns, _ = metadata_attributes(metadata[split])
+            if name in columns:
+                out[split] = torch.tensor(columns[name].to_numpy(dtype=float))
+                continue
+        attributes = image_attributes(data.x.cpu(), morphometrics=scenario.spec.dataset == "mnist")
+        if name not in attributes:
+            known = list(attributes.columns) + (list(metadata_attributes(metadata[split])[0].columns)
+                                                if metadata and split in metadata else [])
+            raise UserError(f"--add-factor {name!r}: not a candidate of this run; choose one of "
+                            f"{', '.join(known)}")
+        out[split] = torch.tensor(attributes[name].to_numpy(dtype=float))
+    return out
+
+
+def add_factor(result, name: str, method, split: str = "balanced", *,
+               metadata: dict[str, pd.DataFrame] | None = None, **options):
+    """Close the loop: train ``method`` (a MethodConfig, e.g. MIMM-X's) on the run's own data
+    with the audited candidate ``name`` as one more factor (:func:`~mimmx.scenarios.builder.with_factor`:
+    z = the candidate above its training median) and audit both runs on ``split``. Returns
+    (the audit before, the audit after, the new run); :func:`before_after_markdown` reads them.
+    The new run's config does not describe its scenario, so it is kept out of the results store."""
+    from mimmx.scenarios.builder import with_factor
+    from mimmx.trainer import train
+
+    meta = metadata or {}
+    scenario = with_factor(result.scenario, name, factor_values(result.scenario, name, meta))
+    cfg = dataclasses.replace(result.config, method=method)
+    after_run = train(cfg, scenario)
+    before = audit_run(result, split, metadata=meta.get(split), **options)
+    after = audit_run(after_run, split, metadata=meta.get(split), **options)
+    return before, after, after_run
+
+
+def before_after_markdown(name: str, before: AuditReport, after: AuditReport, runs: tuple) -> str:
+    """The loop's report: y accuracy on the test sets, and the added factor's audit row
+    (dCor, p, family), before and after training with it as a factor."""
+    lines = [f"# {name!r} as a factor: before and after", "",
+             f"Before: {runs[0].config.method.name} as trained; after: {runs[1].config.method.name} with "
+             f"{name!r} as one more factor (z = {name} above its training median). Audit on the "
+             f"{before.split} set.", "",
+             "| | " + " | ".join(f"y acc {s} [%]" for s in ("validation", "inverted", "balanced"))
+             + f" | dCor(f_y, {name} \\| y) | p (adjusted) | family |", "|---" * 7 + "|"]
+    for label, report, run in (("before", before, runs[0]), ("after", after, runs[1])):
+        row = report.table.set_index("candidate")
+        key = name if name in row.index else f"{name} (measured)"
+        r = row.loc[key] if key in row.index else None
+        acc = " | ".join(f"{run.best['acc'][s]['y']:.1f}" for s in ("validation", "inverted", "balanced"))
+        cand = f"{r.dcor:.3f} | {r.p_adjusted:.3g} | {r.family}" if r is not None else "– | – | –"
+        lines.append(f"| {label} | {acc} | {cand} |")
+    return "\n".join(lines) + "\n"
 
 
 def candidates_figure(table: pd.DataFrame):

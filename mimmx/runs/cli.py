@@ -51,6 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the held-out set to audit on (default balanced)")
     p.add_argument("--permutations", type=int, default=999, help="permutations per candidate")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--add-factor", metavar="NAME", help="close the loop: train MIMM-X (the "
+                   "experiment's own MIMM-X settings) with the audited candidate NAME as one more "
+                   "factor and write audit-add-NAME.md with the audit before and after")
     p.set_defaults(func=audit)
 
     for name, helptext in (("reproduce", "train every poster row of an experiment over seeds and "
@@ -242,6 +245,31 @@ def audit(args: argparse.Namespace) -> int:
     figures_html(report.figures(), folder / f"{prefix}audit.html")
     print(md)
     print(f"wrote {prefix}audit.md, {prefix}audit.json and {prefix}audit.html in {folder}")
+    if args.add_factor:
+        add_factor_loop(result, args, folder, prefix)
     return 0
+
+
+def add_factor_loop(result, args: argparse.Namespace, folder: Path, prefix: str) -> None:
+    """``audit --add-factor NAME``: MIMM-X with NAME as one more factor, audited before and after."""
+    from mimmx.config import MethodConfig
+    from mimmx.evaluation.audit import add_factor, before_after_markdown
+    from mimmx.evaluation.report import figures_html
+    from mimmx.runs.experiments import EXPERIMENTS, row_config, rows
+    from mimmx.runs.folder import atomic_write
+
+    name, exp = args.add_factor, result.config.scenario.name
+    mimmx_rows = [r for r in rows(exp) if r.slug == "mimmx"] if exp in EXPERIMENTS else []
+    method = row_config(exp, mimmx_rows[0]).method if mimmx_rows else MethodConfig()
+    print(f"training {method.name} with {name!r} as one more factor ...")
+    before, after, run = add_factor(result, name, method, args.split, n_permutations=args.permutations,
+                                    seed=args.seed)
+    slug = "".join(c if c.isalnum() else "-" for c in name)
+    md = before_after_markdown(name, before, after, (result, run)) + "\n" + after.markdown(
+        f"Shortcut audit after, on the {args.split} set")
+    atomic_write(folder / f"{prefix}audit-add-{slug}.md", md)
+    figures_html(after.figures(), folder / f"{prefix}audit-add-{slug}.html")
+    print(md)
+    print(f"wrote {prefix}audit-add-{slug}.md and .html in {folder}")
 
 

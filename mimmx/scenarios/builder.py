@@ -27,6 +27,7 @@ Three options of a spec change this plan:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import warnings
@@ -151,6 +152,35 @@ class Scenario:
                         rows.append({"split": s, "factor": f.name, "y": self.y_names[yv],
                                      "z": self.z_values[i][zv], "count": c, "ratio": c / max(len(d), 1)})
         return pd.DataFrame(rows)
+
+
+def with_factor(scenario: Scenario, name: str, values: dict[str, torch.Tensor]) -> Scenario:
+    """``scenario`` with one more factor, measured rather than drawn: z = value > the median of
+    the training split's values, for ``values`` (one number per image of every split, e.g. an
+    audited attribute). The images and splits are unchanged, so the factor keeps whatever
+    association with y the data have; ``cond`` holds the one observed on the training split."""
+    if name in scenario.factor_names:
+        raise UserError(f"{name!r} is already a factor of {scenario.spec.name}")
+    missing = [s for s in scenario.splits if s not in values]
+    if missing:
+        raise UserError(f"with_factor: no values for the split(s) {', '.join(missing)}")
+    threshold = float(torch.as_tensor(values["train"]).double().median())
+    splits = {}
+    for s, d in scenario.splits.items():
+        v = torch.as_tensor(values[s]).double().flatten()
+        if len(v) != len(d):
+            raise UserError(f"with_factor: {len(v)} values for the {s} split's {len(d)} images")
+        z = (v > threshold).long().to(d.z.device)
+        splits[s] = SplitData(d.x, d.y, torch.cat([d.z, z[:, None]], 1), d.index, d.source)
+    train = splits["train"]
+    counts = torch.bincount(train.y * 2 + train.z[:, -1], minlength=scenario.n_y * 2).view(scenario.n_y, 2)
+    cond = (counts.double() / counts.sum(1, keepdim=True).clamp_min(1)).numpy()
+    factor = FactorSpec(name, "natural", f"measured:{name}", threshold=threshold)
+    spec = dataclasses.replace(scenario.spec, factors=(*scenario.spec.factors, factor))
+    return dataclasses.replace(scenario, spec=spec, splits=splits,
+                               z_values=[*scenario.z_values, (f"{name} low", f"{name} high")],
+                               cond=[*scenario.cond, cond],
+                               thresholds={**scenario.thresholds, name: threshold})
 
 
 # --- distributions ------------------------------------------------------------------------
