@@ -111,7 +111,7 @@ def test_metadata_columns_become_candidates():
                           "scanner": ["x"] * 4})
     out, skipped = metadata_attributes(frame, max_levels=3)
     assert list(out["age"]) == [30, 50, 50, 70] and list(out["age missing"]) == [0, 1, 0, 0]
-    assert [c for c in out if c.startswith("site")] == ["site = B"]  # two values: one indicator
+    assert [c for c in out if c.startswith("site")] == ["site = B"]  # two values: one indicator, the later
     assert {"view = PA", "view = AP", "view = LAT"} <= set(out)
     assert skipped == ["patient", "scanner"]  # an identifier, a constant
 

@@ -88,7 +88,8 @@ def image_attributes(images: Tensor, morphometrics: bool = False) -> pd.DataFram
 def metadata_attributes(frame: pd.DataFrame, max_levels: int = 12) -> tuple[pd.DataFrame, list[str]]:
     """A manifest's columns as numeric candidates: a numeric column as it is (missing values:
     the median, plus a "COLUMN missing" indicator); a categorical one with two values as 0 / 1
-    ("COLUMN = VALUE"), with 3 to ``max_levels`` values as one indicator per value; columns with
+    ("COLUMN = VALUE", the later value in sorted order), with 3 to ``max_levels`` values as one
+    indicator per value; columns with
     more values (identifiers, paths) or one value are left out, and named in the second list."""
     out, skipped = {}, []
     for name in frame.columns:
@@ -104,11 +105,11 @@ def metadata_attributes(frame: pd.DataFrame, max_levels: int = 12) -> tuple[pd.D
                 skipped.append(str(name))
             continue
         levels = col.astype(str).where(col.notna(), "(missing)")
-        counts = levels.value_counts()
-        if len(counts) < 2 or len(counts) > max_levels:
+        values = sorted(levels.unique())
+        if len(values) < 2 or len(values) > max_levels:
             skipped.append(str(name))
             continue
-        for level in counts.index[1:] if len(counts) == 2 else counts.index:
+        for level in values[1:] if len(values) == 2 else values:  # named alike on any rows
             out[f"{name} = {level}"] = (levels == level).astype(float)
     return pd.DataFrame(out).reset_index(drop=True), skipped
 
@@ -440,20 +441,23 @@ def audit_run(result, split: str = "balanced", *, morphometrics: bool | None = N
 def factor_values(scenario, name: str, metadata: dict[str, pd.DataFrame] | None = None) -> dict[str, Tensor]:
     """One value per image of every split of ``scenario`` for the candidate ``name``: an image
     measure of :func:`image_attributes` (Morpho-MNIST's on MNIST), or a column of ``metadata``
-    (split -> rows of that split, as :func:`metadata_attributes` names them)."""
+    (split -> rows of that split) as :func:`metadata_attributes` names it over all the splits."""
+    splits = list(scenario.splits)
+    if metadata is not None and set(splits) <= set(metadata):
+        columns, _ = metadata_attributes(pd.concat([metadata[s] for s in splits], ignore_index=True))
+        if name in columns:
+            values = torch.tensor(columns[name].to_numpy(dtype=float))
+            return dict(zip(splits, values.split([len(metadata[s]) for s in splits])))
+        known = list(columns.columns)
+    else:
+        known = []
+    mnist = scenario.spec.dataset == "mnist"
     out = {}
     for split, data in scenario.splits.items():
-        if metadata is not None and split in metadata:
-            columns, _ = metadata_attributes(metadata[split])
-            if name in columns:
-                out[split] = torch.tensor(columns[name].to_numpy(dtype=float))
-                continue
-        attributes = image_attributes(data.x.cpu(), morphometrics=scenario.spec.dataset == "mnist")
+        attributes = image_attributes(data.x.cpu(), morphometrics=mnist)
         if name not in attributes:
-            known = list(attributes.columns) + (list(metadata_attributes(metadata[split])[0].columns)
-                                                if metadata and split in metadata else [])
             raise UserError(f"--add-factor {name!r}: not a candidate of this run; choose one of "
-                            f"{', '.join(known)}")
+                            f"{', '.join(list(attributes.columns) + known)}")
         out[split] = torch.tensor(attributes[name].to_numpy(dtype=float))
     return out
 
