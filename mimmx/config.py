@@ -86,6 +86,11 @@ class EstimatorConfig:
     # images per penalty and estimator batch (None: train.batch_size); the penalty's noise falls
     # as 1/√batch
     batch_size: int | None = None
+    # per factor and balanced: factor i's estimator and penalty term take their own 1/N of the
+    # batch, drawn balanced over (y, z_i) alone, instead of every term on one batch balanced over
+    # all (y, z_1..z_N) cells (where the double-minority cells, ~1 % of the images at r = 0.9,
+    # fill a quarter of every batch)
+    per_factor_batches: bool = False
 
 
 @dataclass
@@ -183,7 +188,8 @@ _HASH_NEUTRAL = {("train", "channels_last"): False, ("method", "estimator", "red
                  ("method", "jtt_upweight"): 10.0, ("method", "nonnegative"): False,
                  ("method", "estimator", "standardize"): False,
                  ("method", "penalty_split"): 0.0, ("method", "debias"): False,
-                 ("method", "estimator", "batch_size"): None, ("method", "penalised"): "all"}
+                 ("method", "estimator", "batch_size"): None, ("method", "penalised"): "all",
+                 ("method", "estimator", "per_factor_batches"): False}
 
 
 @dataclass

@@ -72,7 +72,8 @@ class DependencePenalty(Method):
     estimator_name: str | None = None  # None: method.estimator.name
     only_first_factor = False
     reads = ("lam", "warmup_epochs", "one_sided", "grad_scaling", "nonnegative", "penalty_split", "debias",
-             "penalised", "estimator.per_factor", "estimator.balanced", "estimator.batch_size")
+             "penalised", "estimator.per_factor", "estimator.balanced", "estimator.batch_size",
+             "estimator.per_factor_batches")
     # the estimator's own knobs, for those with networks that train between encoder steps
     TRAINED = {"mine": ("width", "marginals", "gradient", "ema_rate", "conditional", "n_shuffles",
                         "standardize"),
@@ -117,6 +118,10 @@ class DependencePenalty(Method):
         if e.reduce not in ("sum", "mean"):
             raise ConfigError(f"method.estimator.reduce must be 'sum' or 'mean', got {e.reduce!r}")
         self.scale = 1.0 / len(self.factors) if self.per_factor and e.reduce == "mean" else 1.0
+        self.own_batches = e.per_factor_batches and self.per_factor
+        if e.per_factor_batches and not (self.per_factor and e.balanced):
+            raise ConfigError("method.estimator.per_factor_batches needs method.estimator.per_factor=true, "
+                              "method.estimator.balanced=true and more than one penalised factor")
         self.attention = None
         if self.per_factor:
             self.estimators = nn.ModuleList([make(d, [i]) for i, d in zip(self.factors, z_dims)])
@@ -152,8 +157,27 @@ class DependencePenalty(Method):
 
     def penalty_sample_weights(self, y: Tensor, z: Tensor) -> Tensor | None:
         """``estimator.balanced``: the penalty's batches are drawn with every cell
-        (y, z_i of the penalised factors) equally likely."""
+        (y, z_i of the penalised factors) equally likely; with ``per_factor_batches``, factor
+        i's share of the batch with every (y, z_i) cell equally likely."""
+        if self.own_batches:
+            self.factor_weights = [cell_balancing_weights(y, z[:, [i]]).cpu() for i in self.factors]
         return cell_balancing_weights(y, z[:, self.factors]) if self.cfg.estimator.balanced else None
+
+    def _draw(self) -> Tensor:
+        if not self.own_batches:
+            return super()._draw()
+        t = self.t
+        size = max((self.cfg.estimator.batch_size or t.cfg.batch_size) // len(self.factors), 2)
+        allowed = (self.draw_weights > 0).float()  # the penalty split's images, when reserved
+        return torch.cat([torch.multinomial(w * allowed, size, replacement=True, generator=t.generator)
+                          for w in self.factor_weights]).to(t.device)
+
+    def _share(self, k: int, *tensors: Tensor) -> list[Tensor]:
+        """Factor k's rows of a penalty or estimator batch (all rows unless ``per_factor_batches``)."""
+        if not self.own_batches:
+            return list(tensors)
+        n = len(tensors[0]) // len(self.factors)
+        return [t[k * n:(k + 1) * n] for t in tensors]
 
     def _inputs(self, parts: list[Tensor], z: Tensor):
         return parts[0], [parts[1 + i] for i in self.factors], z[:, self.factors]
@@ -172,7 +196,7 @@ class DependencePenalty(Method):
         if self.cfg.one_sided:  # f_z is anchored by its own heads; only f_y is pushed away
             f_zs = [f.detach() for f in f_zs]
         if self.per_factor:
-            terms = torch.stack([self._penalty(est, f_y, f_z, zs[:, [k]], y)
+            terms = torch.stack([self._penalty(est, *self._share(k, f_y, f_z, zs[:, [k]], y))
                                  for k, (est, f_z) in enumerate(zip(self.estimators, f_zs))])
             logs = {f"mi_z{i + 1}": float(t) for i, t in zip(self.factors, terms.detach())}
             if self.cfg.nonnegative:
@@ -191,7 +215,7 @@ class DependencePenalty(Method):
     def estimator_loss(self, parts, y, z):
         f_y, f_zs, zs = self._inputs([p.detach() for p in parts], z)
         if self.per_factor:
-            return sum(est.estimator_loss(f_y, f_z, zs[:, [k]], y)
+            return sum(est.estimator_loss(*self._share(k, f_y, f_z, zs[:, [k]], y))
                        for k, (est, f_z) in enumerate(zip(self.estimators, f_zs)))
         return self.estimators[0].estimator_loss(f_y, torch.cat(f_zs, 1), zs, y)
 
