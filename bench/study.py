@@ -10,6 +10,9 @@ would have kept in the same run (``y`` or ``y_cell_balanced``).
 An override ``row=SLUG`` (baseline, dcor, mimm, mimmx_plain, mimmx_dls, mimmx_caw, mimmx, ...)
 picks another row for that variant; ``factors=SOURCE,SOURCE`` swaps the scenario's factors for
 other induced transforms at the same r (e.g. ``factors=marker,site``: exp1 without thickness).
+``control=permuted`` is a control, not a method: the penalty and its estimator see f_z (and z)
+permuted across the batch, so there is no dependence to find and what acts on f_y is the
+penalty's noise alone.
 
 Each job runs on one torch thread; --jobs runs that many in parallel processes.
 """
@@ -24,6 +27,25 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 
 
+def register_permuted(name: str) -> str:
+    """Register "<name>_permuted": method ``name`` whose penalty and estimator see (f_z, z)
+    permuted across the batch (one permutation per call, from the method's generator)."""
+    import torch
+
+    from mimmx.methods.base import METHODS
+
+    base = METHODS[name]
+
+    class Permuted(base):
+        def _inputs(self, parts, z):
+            f_y, f_zs, zs = super()._inputs(parts, z)
+            perm = torch.randperm(len(f_y), generator=self.generator).to(f_y.device)
+            return f_y, [f[perm] for f in f_zs], zs[perm]
+
+    METHODS[f"{name}_permuted"] = Permuted
+    return f"{name}_permuted"
+
+
 def job(args: tuple) -> dict:
     experiment, row_label, name, overrides, seed = args
     os.environ["MIMMX_THREADS"] = "1"
@@ -34,11 +56,14 @@ def job(args: tuple) -> dict:
     from mimmx.scenarios import get_spec
     from mimmx.trainer import build_scenario, kept_evaluation, train
 
-    pseudo = {k: o.split("=", 1)[1] for o in overrides for k in ("row", "factors") if o.startswith(k + "=")}
+    pseudo = {k: o.split("=", 1)[1] for o in overrides for k in ("row", "factors", "control")
+              if o.startswith(k + "=")}
     overrides = [o for o in overrides if o.split("=", 1)[0] not in pseudo]
     row = ({r.slug: r for r in rows(experiment)}[pseudo["row"]] if "row" in pseudo
            else {r.label: r for r in rows(experiment)}[row_label])
     cfg = row_config(experiment, row, seed=seed).override(overrides)
+    if pseudo.get("control") == "permuted":
+        cfg = cfg.override([f"method.name={register_permuted(cfg.method.name)}"])
     spec = get_spec(cfg.scenario.name)
     if "factors" in pseudo:  # same names and r, other transforms
         sources = pseudo["factors"].split(",")
