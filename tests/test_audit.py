@@ -179,3 +179,8 @@ def test_with_factor_adds_a_measured_factor_and_leaves_the_images_alone(real_dat
     assert np.allclose(new.cond[2].sum(1), 1) and sc.factor_names == ["marker", "intensity"]
     with pytest.raises(Exception, match="already a factor"):
         with_factor(new, "extent", values)
+    # a 0 / 1 column whose median is 1 still splits into its two values
+    ones = {s: (torch.arange(len(d)) % 3 > 0).double() for s, d in sc.splits.items()}
+    assert torch.equal(with_factor(sc, "flag", ones).splits["train"].z[:, 2], ones["train"].long())
+    with pytest.raises(Exception, match="one value on the training split"):
+        with_factor(sc, "flat", {s: torch.ones(len(d)) for s, d in sc.splits.items()})

@@ -156,7 +156,7 @@ class Scenario:
 
 def with_factor(scenario: Scenario, name: str, values: dict[str, torch.Tensor]) -> Scenario:
     """``scenario`` with one more factor, measured rather than drawn: z = value > the median of
-    the training split's values, for ``values`` (one number per image of every split, e.g. an
+    the training split's values (≥ when nothing is above it, as for a 0 / 1 column), for ``values`` (one number per image of every split, e.g. an
     audited attribute). The images and splits are unchanged, so the factor keeps whatever
     association with y the data have; ``cond`` holds the one observed on the training split."""
     if name in scenario.factor_names:
@@ -164,13 +164,17 @@ def with_factor(scenario: Scenario, name: str, values: dict[str, torch.Tensor]) 
     missing = [s for s in scenario.splits if s not in values]
     if missing:
         raise UserError(f"with_factor: no values for the split(s) {', '.join(missing)}")
-    threshold = float(torch.as_tensor(values["train"]).double().median())
+    train_values = torch.as_tensor(values["train"]).double()
+    threshold = float(train_values.median())
+    strict = bool((train_values > threshold).any())  # a two-valued attribute: its larger value
+    if strict and not (train_values <= threshold).any() or not strict and train_values.min() == threshold:
+        raise UserError(f"with_factor: {name!r} takes one value on the training split; it cannot be a factor")
     splits = {}
     for s, d in scenario.splits.items():
         v = torch.as_tensor(values[s]).double().flatten()
         if len(v) != len(d):
             raise UserError(f"with_factor: {len(v)} values for the {s} split's {len(d)} images")
-        z = (v > threshold).long().to(d.z.device)
+        z = (v > threshold if strict else v >= threshold).long().to(d.z.device)
         splits[s] = SplitData(d.x, d.y, torch.cat([d.z, z[:, None]], 1), d.index, d.source)
     train = splits["train"]
     counts = torch.bincount(train.y * 2 + train.z[:, -1], minlength=scenario.n_y * 2).view(scenario.n_y, 2)
