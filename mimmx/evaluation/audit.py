@@ -7,7 +7,7 @@ metadata column, or a known factor listed among the others without telling which
 - **dependence within class**: dCor(f_y, a | y) = Σ_c (n_c / n) · dCor(f_y[y = c], a[y = c]),
   the distance correlation (Székely et al. 2007) inside each class, so that an attribute that
   merely follows y (a consequence of the task, such as a fracture's ink) scores ≈ 0;
-- its **permutation test**: a permuted within each class, 999 times by default; p = (1 + #{perm
+- its **permutation test**: f_y permuted within each class (equivalently a), 999 times by default; p = (1 + #{perm
   ≥ observed}) / (1 + n_perm), and p · (number of candidates) (Bonferroni) against the level;
 - a **bootstrap interval** (resampling images within each class);
 - **error slices**: y accuracy in each (y, a above / below its median) group, and the largest
@@ -19,7 +19,8 @@ corner it sits in) are grouped into **families**: two candidates are linked when
 (C, D: pairs the two attributes order alike / oppositely; ties left out, so a binary factor and a
 measure that separates its two values get |γ| = 1); a family is a linked group (single linkage),
 ranked and headed by its strongest member. Distance matrices are double-centred once per class; a
-permutation only reorders them (dCov² = mean(A[p][:, p] · B)), so 999 permutations cost little.
+permutation only reorders f_y's (dCov² = mean(A · B[p][:, p])), one matrix product for all
+candidates per batch of permutations, so 999 permutations cost little.
 See docs/audit.md for what each measure means and its pitfalls.
 """
 
@@ -159,23 +160,40 @@ def _classes(f_y: Tensor, y: Tensor) -> list[_Class]:
     return out
 
 
-def _dcor_within(classes: list[_Class], a: Tensor, perms: list[list[Tensor]] | None = None,
-                 ) -> Tensor:
-    """dCor(f_y, a | y) (weighted by class size), or one value per permutation set in ``perms``
-    (``perms[k][j]``: the k-th permutation of class j's positions)."""
+def _dcor_within(classes: list[_Class], a: Tensor) -> float:
+    """dCor(f_y, a | y), the classes' dCor weighted by their sizes."""
     n = sum(len(c.index) for c in classes)
-    total = torch.zeros(1 if perms is None else len(perms), dtype=torch.float64)
-    for j, c in enumerate(classes):
+    total = 0.0
+    for c in classes:
         am = _centred(_distances(a[c.index]))
         dvar_a = float((am * am).mean())
-        if dvar_a <= 0 or c.dvar_b <= 0:
-            continue
-        if perms is None:
-            dcov = (am * c.b).mean()[None]
-        else:
-            dcov = torch.stack([(am[p][:, p] * c.b).mean() for p in (ps[j] for ps in perms)])
-        dcor = (dcov.clamp_min(0) / (dvar_a * c.dvar_b) ** 0.5).sqrt()
-        total += dcor * len(c.index) / n
+        if dvar_a > 0 and c.dvar_b > 0:
+            dcov = float((am * c.b).mean())
+            total += (max(dcov, 0.0) / (dvar_a * c.dvar_b) ** 0.5) ** 0.5 * len(c.index) / n
+    return total
+
+
+def _null_dcor(classes: list[_Class], candidates: list[Tensor], n_permutations: int,
+               gen: torch.Generator, chunk: int = 32) -> Tensor:
+    """dCor(f_y, a | y) of every candidate a under ``n_permutations`` within-class permutations,
+    (candidates, permutations). Permuting f_y's images permutes its centred distance matrix B
+    alike (B[p][:, p]), and dCov² = mean(A ⊙ B) for every candidate at once is one matrix
+    product, so the cost hardly grows with the number of candidates."""
+    n = sum(len(c.index) for c in classes)
+    total = torch.zeros(len(candidates), n_permutations)
+    for c in classes:
+        m = len(c.index)
+        am = torch.stack([_centred(_distances(a[c.index])) for a in candidates]).float()  # (K, m, m)
+        dvar_a = (am * am).mean((1, 2)).double()
+        ok = (dvar_a > 0) & (c.dvar_b > 0)
+        b = c.b.float().flatten()
+        perms = torch.stack([torch.randperm(m, generator=gen) for _ in range(n_permutations)])
+        for start in range(0, n_permutations, chunk):
+            p = perms[start:start + chunk]
+            bp = b[(p[:, :, None] * m + p[:, None, :]).flatten(1)]  # (chunk, m²): B permuted
+            dcov = (am.flatten(1) @ bp.T).double() / (m * m)  # (K, chunk)
+            dcor = (dcov.clamp_min(0) / (dvar_a[:, None] * c.dvar_b).clamp_min(1e-300).sqrt()).sqrt()
+            total[:, start:start + chunk] += (dcor * ok[:, None]).float() * m / n
     return total
 
 
@@ -252,7 +270,6 @@ def audit(f_y: Tensor, y: Tensor, pred: Tensor, attributes: pd.DataFrame, *,
     f_y, y, pred = f_y[keep].float(), y[keep], pred[keep]
     values = attributes.iloc[keep.numpy()].reset_index(drop=True)
     classes = _classes(f_y, y)
-    perms = [[torch.randperm(len(c.index), generator=gen) for c in classes] for _ in range(n_permutations)]
     boots = [torch.cat([c.index[torch.randint(len(c.index), (len(c.index),), generator=gen)]
                         for c in classes]) for _ in range(n_bootstrap)]
     candidates = {}
@@ -260,18 +277,18 @@ def audit(f_y: Tensor, y: Tensor, pred: Tensor, attributes: pd.DataFrame, *,
         a = torch.tensor(values[name].to_numpy(dtype=float))
         if torch.isfinite(a).all() and float(a.std()) > 0.0:
             candidates[name] = (a, _upper_half(a))
+    null = _null_dcor(classes, [a for a, _ in candidates.values()], n_permutations, gen)
     rows = []
-    for name, (a, high) in candidates.items():
-        observed = float(_dcor_within(classes, a)[0])
-        null = _dcor_within(classes, a, perms)
+    for (name, (a, high)), null_a in zip(candidates.items(), null):
+        observed = _dcor_within(classes, a)
         rows.append({"candidate": name, "kind": (kinds or {}).get(name, "image"), "dcor": observed,
-                     "p": (1.0 + float((null >= observed - 1e-12).sum())) / (1.0 + n_permutations),
+                     "p": (1.0 + float((null_a >= observed - 1e-6).sum())) / (1.0 + n_permutations),
                      "gap": _slice_gap(pred, y, high)})
     boot = {name: ([], []) for name in candidates}
     for idx in boots:  # one resample at a time: its classes' matrices serve every candidate
         resampled = _classes(f_y[idx], y[idx])
         for name, (a, high) in candidates.items():
-            boot[name][0].append(float(_dcor_within(resampled, a[idx])[0]))
+            boot[name][0].append(_dcor_within(resampled, a[idx]))
             boot[name][1].append(_slice_gap(pred[idx], y[idx], high[idx]))
     for row in rows:
         dcors, gaps = boot[row["candidate"]]
