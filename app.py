@@ -1,17 +1,18 @@
 """mimmx teaching app: `streamlit run app.py` (or `make app`).
 
-Two tabs. **MIMM-X**: pick a scenario and methods in the sidebar, set MIMM-X's knobs, press
+Three tabs. **MIMM-X**: pick a scenario and methods in the sidebar, set MIMM-X's knobs, press
 Train: the runs train in a background thread (``mimmx.app.session``) and the page redraws from
 their shared state every few seconds (``mimmx.app.charts``): losses and γ's from the first
 steps, accuracies and embeddings of f_y and f_z at every evaluation. Finished configurations come
 from the results store at once (``python -m mimmx warm-cache`` fills it for a class).
 **CIML** (``mimmx.app.ciml_page``): the other side of mutual information, on phantoms.
+**Audit** (``mimmx.app.audit_page``): what a stored run's f_y depends on beyond y (docs/audit.md).
 """
 
 import streamlit as st
 
 from mimmx import __version__, data
-from mimmx.app import charts, ciml_page, session
+from mimmx.app import audit_page, charts, ciml_page, session
 from mimmx.config import field_help
 from mimmx.errors import UserError
 from mimmx.evaluation import warm_up_umap
@@ -250,7 +251,8 @@ def show_robustness(req: session.Request) -> None:
     st.plotly_chart(fig, width="stretch", key="robustness")
 
 
-mimmx_tab, ciml_tab = st.tabs(["MIMM-X: remove a shortcut", "CIML: keep complementary information"])
+mimmx_tab, ciml_tab, audit_tab = st.tabs(["MIMM-X: remove a shortcut", "CIML: keep complementary information",
+                                          "Audit: what does a model use?"])
 with mimmx_tab:
     st.markdown(f"**{scenario}.** {get_spec(scenario).story}")
     st.caption(TEST_SETS)
@@ -271,4 +273,6 @@ with mimmx_tab:
     st.markdown(GOOD_RESULT)
 with ciml_tab:
     ciml_page.render()
+with audit_tab:
+    audit_page.render(scenario)
 st.caption(f"mimmx {__version__}")
