@@ -220,7 +220,10 @@ def test_warm_cache_fills_the_apps_store_and_never_retrains(real_data, tmp_path,
 
     monkeypatch.setenv("MIMMX_CACHE", str(tmp_path / "cache"))
     assert main(["warm-cache", "--scenarios-only", "--scenarios", "exp1"]) == 0  # `make app` runs it
-    assert "scenario exp1: ready" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert "scenario exp1: ready" in said.out
+    # a bar per slow step while it works: the fractures of the train split, 200 digits when tiny
+    assert "scenario exp1: fracturing train-split digits: 100%" in said.err and "200/200" in said.err
     built = list((tmp_path / "cache" / "scenarios").glob("exp1-*.pt"))
     assert len(built) == 1 and list(tmp_path.glob("*.json")) == []  # built, nothing trained
 
@@ -324,6 +327,29 @@ def test_a_class_of_thirty_sessions_shares_one_server(real_data, tmp_path, monke
     assert len(keys) == 3 * len(base.methods)
     assert sorted(scheduler.trained) == sorted(keys)  # nothing trained twice
     assert scheduler.peak <= 2
+
+
+def test_the_job_says_how_far_the_scenario_build_has_got(real_data, tmp_path, monkeypatch):
+    """On a cold cache the first Train builds the scenario: the job's phase (the page's
+    "Running: …" line) says how far, chunk of fractures by chunk."""
+    from mimmx.app import session
+    from mimmx.runs import ResultStore
+
+    monkeypatch.setenv("MIMMX_APP_TINY", "1")
+    monkeypatch.setenv("MIMMX_CACHE", str(tmp_path / "cache"))  # nothing built on disk
+    monkeypatch.setattr(session, "_scenarios", {})  # nor in this process
+    monkeypatch.setattr("mimmx.scenarios.factors.FRACTURE_CHUNK", 20)
+    job = session.Job(session.configs(session.default_request("exp1")), ResultStore(tmp_path / "results"),
+                      scheduler=session.Scheduler(slots=1)).start()
+    phases = []
+    while job.running and (s := job.snapshot(keys=()))["scenario"] is None:
+        phases.append(s["phase"])
+        time.sleep(0.01)
+    job.stop()
+    job.thread.join(60)
+    shown = sorted({p for p in phases if p != session.BUILDING and p.startswith(session.BUILDING)})
+    assert len(shown) >= 2, phases  # e.g. "building the scenario (fracturing train-split digits: 40 of 200)"
+    assert all(" of " in p and "fracturing" in p for p in shown)
 
 
 def test_class_mode_shows_stored_runs_and_trains_none(real_data, tmp_path, monkeypatch):

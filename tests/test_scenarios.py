@@ -296,6 +296,30 @@ def test_induced_y_fractures_any_digit(real_data):
     assert build(spec, seed=0).splits["train"].x.equal(s.x)  # fractures are seeded
 
 
+def test_fractures_report_their_progress_chunk_by_chunk_and_draw_as_all_at_once(real_data, monkeypatch):
+    """Fractures are drawn FRACTURE_CHUNK digits at a time, each chunk reported to the build's
+    ``reporting`` callback (what warm-cache draws its bars with), and give exactly the digits
+    that one call on all of them gives."""
+    from mimmx import data
+    from mimmx.morpho import fracture
+    from mimmx.scenarios.factors import Context, fractured, reporting
+
+    monkeypatch.setattr("mimmx.scenarios.factors.FRACTURE_CHUNK", 40)
+    images = data.load("mnist", "test").images[:150]
+    index = torch.arange(150) * 7
+    z = (torch.arange(150) % 3 != 0).long()  # 100 to fracture
+    ctx = Context("mnist", "test", index, torch.Generator().manual_seed(0))
+    calls = []
+    with reporting(lambda *a: calls.append(a)):
+        out = fractured(2)(images, z, ctx)
+    assert calls == [("fracturing test-split digits", done, 100) for done in (0, 40, 80, 100)]
+    b = z.bool()
+    assert torch.equal(out[b], fracture(images[b], seed=1, indices=index[b].numpy(), num_frac=2))
+    assert torch.equal(out[~b], images[~b])
+    fractured(2)(images, z, ctx)  # outside the block: nobody is told
+    assert len(calls) == 4
+
+
 def test_scenario_cache_gives_the_built_scenario_and_rebuilds_what_it_cannot_read(real_data, tmp_path,
                                                                                    monkeypatch):
     from mimmx.scenarios import cache

@@ -5,8 +5,9 @@ Finished configurations go to the results store (:class:`mimmx.runs.ResultStore`
 ``RunConfig.hash()``) and are shown at once the next time.
 
 Speed: built scenarios are kept in-process (:func:`scenario_for`; :func:`prebuild` builds the
-page's current one in the background before Train is pressed), and every training step is
-shared with the page, so its loss/γ chart moves within a second of Train. At every evaluation
+page's current one in the background before Train is pressed; while one is built, the job's
+phase says how far, chunk of fractures by chunk), and every training step is shared with the
+page, so its loss/γ chart moves within a second of Train. At every evaluation
 the job embeds f_y and each f_z of a fixed Balanced subsample (:data:`LIVE_POINTS`) with PCA
 in the training thread (a few ms); when UMAP has warmed up, a helper thread re-embeds the
 latest features with UMAP, idling nine tenths of the time so that training keeps its speed.
@@ -44,6 +45,7 @@ from mimmx.runs.experiments import row_config, rows
 from mimmx.runs.folder import checkpoint_bytes, make_record, step_means
 from mimmx.runs.store import ResultStore
 from mimmx.scenarios import get_spec
+from mimmx.scenarios.factors import reporting
 from mimmx.trainer import build_model, build_scenario, split_features, train
 
 TINY_ENV_VAR = "MIMMX_APP_TINY"  # "1": ~400 training images, 2 epochs (tests, quick demos)
@@ -58,6 +60,7 @@ SCENARIO_CACHE = 4  # built scenarios kept in-process
 PARALLEL_RUNS = max(1, os.cpu_count() or 1)  # runs trained at once, one torch thread each
 SLOTS_ENV_VAR = "MIMMX_APP_SLOTS"  # trainings at once on the whole server (default: the cores)
 CLASS_ENV_VAR = "MIMMX_APP_CLASS"  # "1": class mode, the page shows stored runs and trains none
+BUILDING = "building the scenario"  # the job's phase meanwhile; the build's progress is added
 
 
 def tiny() -> bool:
@@ -214,6 +217,7 @@ def store() -> ResultStore:
 
 _scenarios: dict[str, Future] = {}  # scenario key -> Future of the built Scenario
 _scenarios_lock = threading.Lock()
+_building: dict[str, str] = {}  # scenario key -> how far its build has got, while it is built
 
 
 def _scenario_key(cfg: RunConfig) -> str:
@@ -232,12 +236,18 @@ def scenario_for(cfg: RunConfig):
             while len(_scenarios) > SCENARIO_CACHE:
                 _scenarios.pop(next(iter(_scenarios)))
     if owner:
+        def note(what: str, done: int, total: int) -> None:  # shown in the job's phase
+            _building[key] = f"{what}: {done:,} of {total:,}"
+
         try:
-            future.set_result(build_scenario(cfg))
+            with reporting(note):
+                future.set_result(build_scenario(cfg))
         except Exception as err:  # noqa: BLE001 - re-raised below, in every waiting thread
             with _scenarios_lock:
                 _scenarios.pop(key, None)
             future.set_exception(err)
+        finally:
+            _building.pop(key, None)
     return future.result()
 
 
@@ -327,6 +337,9 @@ class Job:
                     for label, run in self._state["runs"].items()}
             out = copy.deepcopy({**self._state, "scenario": None, "runs": runs})
             out["scenario"] = self._state["scenario"]
+        building = _building.get(_scenario_key(next(iter(self.cfgs.values()))))
+        if building and out["phase"] == BUILDING:
+            out["phase"] = f"{BUILDING} ({building})"
         return out
 
     @property
@@ -359,7 +372,7 @@ class Job:
                 self._update(lambda s, label=label, record=record: s["runs"][label].update(
                     cached=True, record=record, history=record["history"],
                     steps=record.get("steps") or []))
-        self._update(lambda s: s.update(phase="building the scenario"))
+        self._update(lambda s: s.update(phase=BUILDING))
         scenario = scenario_for(next(iter(self.cfgs.values())))
         info = scenario_info(scenario)
         self._update(lambda s: s.update(scenario=info))
@@ -425,6 +438,7 @@ class Job:
             if record is not None:
                 self._update(lambda s: s["runs"][label].update(record=record, history=record["history"]))
                 return
+            print(f"mimmx app: training {label} {key}\n", end="", flush=True)  # one write, one line
             result = train(cfg, scenario, [callback], eval_size=APP_EVAL_SIZE)
             if self._stop.is_set():  # a stopped run is incomplete: shown, not stored
                 return

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import time
 
 from mimmx.app.session import R_GRID
@@ -79,21 +80,48 @@ def warm(scenarios=None, r_values=R_GRID, jobs: int = 1, store=None, progress=No
     return {"cached": cached, "trained": missing}
 
 
-def build_scenarios(scenarios=None, progress=None) -> dict[str, float]:
+def build_scenarios(scenarios=None, progress=None, steps=None) -> dict[str, float]:
     """Build (into the scenario cache) the scenario of every app scenario's default request:
-    what the first Train needs; seconds per scenario. ``progress(name, seconds)`` after each."""
+    what the first Train needs; seconds per scenario. ``progress(name, seconds)`` after each;
+    ``steps(name, what, done, total)`` as a build goes through its slow steps (exp1's fractures,
+    chunk by chunk: :func:`mimmx.scenarios.factors.reporting`)."""
     from mimmx.app import session
     from mimmx.runs.experiments import EXPERIMENTS
+    from mimmx.scenarios.factors import reporting
     from mimmx.trainer import build_scenario
 
     out = {}
     for name in scenarios or EXPERIMENTS:
         t = time.perf_counter()
-        build_scenario(next(iter(session.configs(session.default_request(name)).values())))
+        with reporting(functools.partial(steps, name) if steps else None):
+            build_scenario(next(iter(session.configs(session.default_request(name)).values())))
         out[name] = time.perf_counter() - t
         if progress:
             progress(name, out[name])
     return out
+
+
+class StepBars:
+    """A ``steps`` callback for :func:`build_scenarios` that draws a tqdm bar (on stderr) per
+    slow step of a build, from its first report (done = 0) to its last (done = total)."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, name: str, what: str, done: int, total: int) -> None:
+        from tqdm.auto import tqdm
+
+        if done == 0 or self.bar is None:
+            self.close()
+            self.bar = tqdm(total=total, desc=f"scenario {name}: {what}", unit="image", leave=False)
+        self.bar.update(done - self.bar.n)
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -127,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
 
         print("building the app's default scenarios once (cached under data/cache/scenarios) ...",
               flush=True)
-        build_scenarios(args.scenarios, built)
+        build_scenarios(args.scenarios, built, StepBars())
         return 0
     store = session.store()
     all_presets = presets(args.scenarios, args.r_values)

@@ -8,7 +8,9 @@ official split, source indices) and carries the seeded generator for any noise.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
@@ -35,6 +37,31 @@ class Induced:
     stage: int  # transforms that replace the image (thickness) run before pixel effects
     datasets: tuple[str, ...] = ("mnist", "fashion-mnist")
     description: str = ""
+
+
+FRACTURE_CHUNK = 500  # digits fractured at once: a step of the progress, and bounded memory
+
+# told how far a slow transform has got: callback(what, done, total), from done = 0 to total
+_progress: ContextVar[Callable[[str, int, int], None] | None] = ContextVar("mimmx_scenario_progress",
+                                                                          default=None)
+
+
+@contextmanager
+def reporting(callback: Callable[[str, int, int], None] | None) -> Iterator[None]:
+    """Within this block (in this thread), slow transforms of a scenario build (the fractures,
+    per :data:`FRACTURE_CHUNK` digits) call ``callback(what, done, total)``: once with done = 0,
+    then after each chunk, the last time with done = total. ``warm-cache`` draws bars with it."""
+    token = _progress.set(callback)
+    try:
+        yield
+    finally:
+        _progress.reset(token)
+
+
+def _report(what: str, done: int, total: int) -> None:
+    callback = _progress.get()
+    if callback is not None:
+        callback(what, done, total)
 
 
 def _float(images: torch.Tensor) -> torch.Tensor:
@@ -80,15 +107,21 @@ def site(images: torch.Tensor, z: torch.Tensor, ctx: Context) -> torch.Tensor:
 def fractured(num_frac: int) -> Callable[[torch.Tensor, torch.Tensor, Context], torch.Tensor]:
     """z = 1: the digit with ``num_frac`` Morpho-MNIST fractures (breaks across the pen stroke,
     :func:`mimmx.morpho.fracture`); z = 0: the digit as written. A digit's fractures depend on
-    its index in the official split only, so every scenario and seed breaks it the same way."""
+    its index in the official split only, so every scenario and seed breaks it the same way
+    (and in chunks of :data:`FRACTURE_CHUNK` exactly as all at once)."""
     def fn(images: torch.Tensor, z: torch.Tensor, ctx: Context) -> torch.Tensor:
         from mimmx.morpho import fracture
 
-        b = z.bool()
         out = images.clone()
-        if b.any():
-            seed = 0 if ctx.split == "train" else 1
-            out[b] = fracture(images[b], seed=seed, indices=ctx.index[b].numpy(), num_frac=num_frac)
+        where = z.bool().nonzero().flatten()
+        seed, what = (0 if ctx.split == "train" else 1), f"fracturing {ctx.split}-split digits"
+        for start in range(0, len(where), FRACTURE_CHUNK):
+            _report(what, start, len(where))
+            part = where[start:start + FRACTURE_CHUNK]
+            out[part] = fracture(images[part], seed=seed, indices=ctx.index[part].numpy(),
+                                 num_frac=num_frac)
+        if len(where):
+            _report(what, len(where), len(where))
         return out
     return fn
 

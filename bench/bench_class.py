@@ -1,0 +1,371 @@
+"""Load test of issue 25, "a room full of students on one server": one real app server
+(``streamlit run app.py`` with tiny runs, ``MIMMX_APP_TINY=1``, and a fresh results store), N
+browser sessions (tabs of one headless chromium) that each press Train, spread over three λ
+(the sidebar slider at its default, its minimum and its maximum: three distinct configurations
+× the default request's methods). While they run, a thread asks the server's health endpoint
+(``/_stcore/health``) every 0.5 s and keeps the slowest answer.
+
+Criteria (PASS/FAIL each; the exit code is 1 if any fails):
+
+- responsive: every health check answered in under 1 s;
+- results: every tab shows its finished result (the final table, no "Running:", no error);
+- nothing trained twice: the trainings the server started (its log has one line per start,
+  ``mimmx app: training LABEL KEY``) are exactly the distinct configurations, once each, and
+  the store holds one record per configuration.
+
+The tabs are opened (and their λ set) first, then Train is pressed in each in quick
+succession, as a class told "now press Train". In a class the browsers run on the students'
+machines; here they share the server's cores, so chromium runs at nice 19 (``--browser-nice``)
+and yields them to the server. Each tab notes by its own clock when it shows its result (the
+bench reads the tabs in rounds, slow when the browser is starved); the store's record times say
+when the last training ended. Also printed: the CPU (cores, on average) of server and browser
+after the first Train, and their memory (``--keep DIR`` keeps the server's log and every health
+check).
+
+    MIMMX_DATA=... python bench/bench_class.py [--sessions 30] [--browser-nice 19] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import browser  # noqa: E402 - tests/browser.py, the headless-chromium harness
+
+from mimmx.app import session  # noqa: E402
+from mimmx.device import describe_device  # noqa: E402
+
+HEALTH_EVERY = 0.5  # seconds between health checks
+HEALTH_LIMIT = 1.0  # a health check slower than this fails "responsive"
+LAM_LABEL = "λ (MI penalty weight)"
+# every tab's timers run at full pace: a class's tabs are each in the front of their own screen
+EXTRA_FLAGS = ("--disable-background-timer-throttling", "--disable-backgrounding-occluded-windows",
+               "--disable-renderer-backgrounding")
+# the server's log line at the start of every training (mimmx.app.session.Job._train_one)
+TRAINING_LINE = re.compile(r"mimmx app: training (.+?) ([0-9a-f]{16})(?![0-9a-f])")
+# run in a tab when Train is pressed: every 0.5 s the tab notes, by its own clock, when it
+# first shows its final table with no run going on (window.mimmx.done, Date.now() ms), the
+# highest place in line it showed and whether it was told that another session trains its
+# settings; so none of these waits for the bench's next read of the tab. Only the page's few
+# alerts, captions and headings are read.
+TAB_CLOCK = """
+window.mimmx = {done: null, place: 0, joined: false};
+const timer = setInterval(() => {
+  const notes = Array.from(document.querySelectorAll(
+    "[data-testid='stAlert'], [data-testid='stCaptionContainer']"), e => e.textContent);
+  const place = notes.map(t => t.match(/your run is number (\\d+) in line/)).find(m => m);
+  if (place) window.mimmx.place = Math.max(window.mimmx.place, Number(place[1]));
+  if (notes.some(t => t.includes('Another session is training the same settings')))
+    window.mimmx.joined = true;
+  const final = Array.from(document.querySelectorAll('h3'))
+    .some(h => h.textContent.startsWith('Final results'));
+  if (final && !notes.some(t => t.includes('Running:'))) {
+    window.mimmx.done = Date.now();
+    clearInterval(timer);
+  }
+}, 500);
+"""
+PRESS_TRAIN = """
+Array.from(document.querySelectorAll("section[data-testid='stSidebar'] button"))
+  .find(b => b.textContent.trim() === 'Train').click();
+"""
+# what the bench reads of a tab: its TAB_CLOCK notes and whether it shows an error
+TAB_STATE = """
+const text = document.body.textContent;
+return {...window.mimmx,
+        error: !!document.querySelector("[data-testid='stException']") || text.includes('Traceback')
+               || text.includes('Stopped:') || text.includes('class mode')};
+"""
+
+
+class HealthPoller(threading.Thread):
+    """Asks ``url``/_stcore/health every HEALTH_EVERY s until stopped; keeps every check's
+    (start time.time(), latency)."""
+
+    def __init__(self, url: str):
+        super().__init__(name="health", daemon=True)
+        self.url, self.checks, self.failures = f"{url}/_stcore/health", [], 0
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            t0, start = time.perf_counter(), time.time()
+            try:
+                with urllib.request.urlopen(self.url, timeout=10) as r:
+                    ok = r.status == 200
+            except OSError:
+                ok = False
+            self.checks.append((start, time.perf_counter() - t0))
+            self.failures += not ok
+            self.halt.wait(max(0.0, HEALTH_EVERY - (time.perf_counter() - t0)))
+
+
+def open_browser(nice: int, profile: Path):
+    """One headless chromium (tests/browser.py's flags, plus no throttling of background tabs)
+    with its profile in ``profile``, run at niceness ``nice``: in a class the browsers run on
+    the students' machines, here they share the server's cores, so they yield them to it."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser.CHROMIUM
+    for flag in (*browser.CHROME_FLAGS, *EXTRA_FLAGS, f"--user-data-dir={profile}",
+                 "--window-size=1400,1000"):
+        options.add_argument(flag)
+    service = Service(browser.CHROMEDRIVER, popen_kw={"preexec_fn": lambda: os.nice(nice)})
+    return webdriver.Chrome(service=service, options=options)
+
+
+def lam_slider(driver):
+    """The range input of the sidebar's λ slider (None while not drawn)."""
+    from selenium.webdriver.common.by import By
+
+    found = driver.find_elements(By.XPATH, "//div[@data-testid='stSlider']//input[@type='range'"
+                                           f" and @aria-label='{LAM_LABEL}']")
+    return found[0] if found else None
+
+
+def set_lam(driver, key: str | None) -> float:
+    """Press ``key`` (Home, End; None: none) on the λ slider and wait until the page has rerun
+    with it; return the slider's value."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    thumb = browser.wait_until(lambda: lam_slider(driver), 120, 0.2, "the λ slider")
+    if key is not None:
+        before = thumb.get_attribute("value")
+        driver.execute_script("arguments[0].focus();", thumb)  # a visually hidden input
+        ActionChains(driver).send_keys(key).perform()
+        browser.wait_until(lambda: lam_slider(driver).get_attribute("value") != before, 30,
+                           0.1, "the λ slider to move")
+        time.sleep(1.0)  # the slider sends its value after a short debounce; the page reruns
+        browser.wait_until(lambda: not page_running(driver), 60, 0.2, "the page's rerun")
+    return float(lam_slider(driver).get_attribute("value"))
+
+
+def page_running(driver) -> bool:
+    """Whether streamlit's status widget says the script is running."""
+    return bool(driver.execute_script(
+        "const w = document.querySelector(\"[data-testid='stStatusWidget']\");"
+        "return !!w && /Running|Stop/.test(w.textContent);"))
+
+
+def descendants(name: str) -> list[psutil.Process]:
+    """This process's descendants whose command line contains ``name``."""
+    out = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if name in " ".join(p.cmdline()):
+                out.append(p)
+        except psutil.Error:  # ended meanwhile
+            pass
+    return out
+
+
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def memory_gb(procs: list[psutil.Process]) -> float:
+    """Proportional set size (shared pages split between their processes), GB."""
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_full_info().pss
+        except psutil.Error:
+            pass
+    return total / 1e9
+
+
+def record_spans(results: Path) -> dict[str, tuple[float, float]]:
+    """Key -> (start, end) of every stored training: the record file's time is its end, its
+    wall time (train + evaluate) leads back to its start (approximately: the store's own
+    writes are left out)."""
+    out = {}
+    for path in results.glob("*.json"):
+        end = path.stat().st_mtime
+        out[path.stem] = (end - json.loads(path.read_text())["wall_time"]["total"], end)
+    return out
+
+
+def most_at_once(spans) -> int:
+    """The most of the (start, end) spans that overlap at one time."""
+    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+    now = peak = 0
+    for _, step in events:
+        now += step
+        peak = max(peak, now)
+    return peak
+
+
+def open_tabs(driver, url: str, n: int) -> tuple[list[str], list[float]]:
+    """``n`` tabs of the app, their λ sliders left at the default, at the minimum and at the
+    maximum in turn; their window handles and λ values."""
+    from selenium.webdriver.common.keys import Keys
+
+    lam_keys = (None, Keys.HOME, Keys.END)  # the default λ, the slider's minimum, its maximum
+    tabs, lams = [], []
+    for i in range(n):
+        if i:
+            driver.switch_to.new_window("tab")
+        driver.get(url)
+        browser.wait_until(lambda: browser.sidebar_button(driver, "Train"), 180, 0.2,
+                           f"the Train button of tab {i + 1}")
+        lams.append(set_lam(driver, lam_keys[i % len(lam_keys)]))
+        tabs.append(driver.current_window_handle)
+    return tabs, lams
+
+
+def press_train(driver, tabs: list[str]) -> None:
+    """Press Train in every tab, in turn, and start each tab's TAB_CLOCK: one script per tab
+    (a WebDriver click takes several round trips to a renderer that the server's load slows)."""
+    for tab in tabs:
+        driver.switch_to.window(tab)
+        driver.execute_script(PRESS_TRAIN + TAB_CLOCK)
+
+
+def watch(driver, tabs: list[str], since: float, timeout: float) -> dict:
+    """Read every unfinished tab (TAB_STATE), round after round, until each has shown its
+    result or an error, or ``timeout`` s after ``since`` (time.time()). Returns ``done`` (tab
+    index -> seconds after ``since`` when it showed its result), ``errors``, ``places`` (the
+    highest place in line each finished tab showed), ``joined`` (how many were told another
+    session trains their settings) and ``rounds`` (seconds per round of reads)."""
+    out = {"done": {}, "errors": set(), "places": [], "joined": 0, "rounds": []}
+    while len(out["done"]) + len(out["errors"]) < len(tabs) and time.time() - since < timeout:
+        t0 = time.perf_counter()
+        for i, tab in enumerate(tabs):
+            if i in out["done"] or i in out["errors"]:
+                continue
+            driver.switch_to.window(tab)
+            state = driver.execute_script(TAB_STATE)
+            if state["error"]:
+                out["errors"].add(i)
+            elif state["done"]:
+                out["done"][i] = state["done"] / 1000 - since
+                out["places"].append(state["place"])
+                out["joined"] += state["joined"]
+        out["rounds"].append(time.perf_counter() - t0)
+        time.sleep(1.0)
+    return out
+
+
+def charts_drawn(driver, tabs: list[str]) -> int:
+    """How many of ``tabs`` show an accuracy chart with its Inverted curve."""
+    drawn = 0
+    for tab in tabs:
+        driver.switch_to.window(tab)
+        drawn += any("Inverted" in t for t in browser.plot_traces(driver))
+    return drawn
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=30, help="browser sessions (default 30)")
+    parser.add_argument("--browser-nice", type=int, default=19,
+                        help="niceness of chromium (default 19: the server comes first; 0: equal)")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="write the server's log and every health check (health.csv) there")
+    parser.add_argument("--timeout", type=float, default=1800,
+                        help="seconds to wait for every result after the first Train (default 1800)")
+    args = parser.parse_args()
+    if browser.missing():
+        print(f"needs {', '.join(browser.missing())} (apt-get install chromium chromium-driver)")
+        return 2
+    os.environ[session.TINY_ENV_VAR] = "1"  # the configurations the server will build, here too
+    print(f"hardware: {describe_device()}; load average at start {os.getloadavg()[0]:.1f} "
+          f"(other jobs share the machine); sessions: {args.sessions}; server slots: "
+          f"{session.SCHEDULER.slots}; chromium at nice {args.browser_nice}")
+    with tempfile.TemporaryDirectory(prefix="mimmx-class-") as tmp:
+        results, log = Path(tmp) / "results", Path(tmp) / "streamlit.log"
+        env = {session.TINY_ENV_VAR: "1", session.STORE_ENV_VAR: str(results), "MIMMX_THREADS": "1"}
+        with browser.server(env, log=log) as url:
+            server = descendants("streamlit")
+            health = HealthPoller(url)
+            health.start()
+            driver = open_browser(args.browser_nice, Path(tmp) / "chromium")
+            try:
+                t0 = time.perf_counter()
+                tabs, lams = open_tabs(driver, url, args.sessions)
+                print(f"{len(tabs)} tabs open, λ set, in {time.perf_counter() - t0:.0f} s; "
+                      f"λ values: {sorted(set(lams))}")
+                pressed = time.time()
+                cpu0 = cpu_seconds(server), cpu_seconds(descendants("chrom"))
+                press_train(driver, tabs)
+                print(f"Train pressed in every tab within {time.time() - pressed:.1f} s")
+                seen = watch(driver, tabs, pressed, args.timeout)
+                cpu1, seconds = (cpu_seconds(server), cpu_seconds(descendants("chrom"))), time.time() - pressed
+                cores = {"server": (cpu1[0] - cpu0[0]) / seconds, "browser": (cpu1[1] - cpu0[1]) / seconds}
+                memory = {"browser": memory_gb(descendants("chrom")), "server": memory_gb(server)}
+                drawn = charts_drawn(driver, [tabs[i] for i in seen["done"]])
+            finally:
+                driver.quit()
+                health.halt.set()
+                health.join()
+        started = [key for _, key in TRAINING_LINE.findall(log.read_text())]
+        spans = record_spans(results)
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            shutil.copy(log, args.keep / "streamlit.log")
+            (args.keep / "health.csv").write_text("seconds_from_first_train,latency_s\n" + "".join(
+                f"{start - pressed:.2f},{latency:.4f}\n" for start, latency in health.checks))
+
+    base = session.default_request("exp1")
+    wanted = {cfg.hash() for lam in set(lams)
+              for cfg in session.configs(dataclasses.replace(base, lam=lam)).values()}
+    before = [latency for start, latency in health.checks if start < pressed]
+    after = sorted(latency for start, latency in health.checks if start >= pressed)
+    slowest = max(before + after)
+    print(f"health checks: {len(before) + len(after)}, failed {health.failures}; slowest while the "
+          f"tabs opened {max(before):.2f} s; after the first Train: slowest {max(after):.2f} s, "
+          f"median {after[len(after) // 2] * 1000:.0f} ms, 99th percentile "
+          f"{after[int(0.99 * (len(after) - 1))]:.2f} s, {sum(x >= HEALTH_LIMIT for x in after)} "
+          f"of {len(after)} over {HEALTH_LIMIT:g} s")
+    done = seen["done"]
+    if done:
+        rounds = sorted(seen["rounds"])
+        print(f"results: {len(done)}/{len(tabs)} tabs finished; every session showed its result "
+              f"{max(done.values()):.0f} s after the first Train (the first {min(done.values()):.0f} s, "
+              f"by the tabs' own clocks); the last record was stored "
+              f"{max(end for _, end in spans.values()) - pressed:.0f} s after it; a round of reads "
+              f"over the tabs took up to {rounds[-1]:.0f} s")
+    print(f"tabs with an error: {len(seen['errors'])}; with their accuracy chart drawn: {drawn}; "
+          f"that showed a place in line: {sum(p > 0 for p in seen['places'])} (the highest place "
+          f"{max(seen['places'], default=0)}); told another session trains their settings: "
+          f"{seen['joined']}")
+    print(f"trainings started: {len(started)} for {len(wanted)} distinct configurations "
+          f"({len(set(started))} distinct started); records in the store: {len(spans)}; most "
+          f"trainings at once ≈ {most_at_once(spans.values())} (slots {session.SCHEDULER.slots})")
+    print(f"CPU after the first Train, cores on average: server {cores['server']:.2f}, browser "
+          f"{cores['browser']:.2f}; memory at the end: browser {memory['browser']:.1f} GB, server "
+          f"{memory['server']:.1f} GB; load average at the end {os.getloadavg()[0]:.1f}")
+    checks = {
+        f"responsive (every health check < {HEALTH_LIMIT:g} s)": slowest < HEALTH_LIMIT and not health.failures,
+        "every session got its result": len(done) == len(tabs) and drawn == len(tabs),
+        "nothing trained twice": sorted(started) == sorted(wanted) and set(spans) == wanted,
+    }
+    for what, ok in checks.items():
+        print(f"{'PASS' if ok else 'FAIL'}: {what}")
+    return 0 if all(checks.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
