@@ -33,9 +33,13 @@ def families(table) -> str:
 
 
 def factor_line(table, names: list[str]) -> str:
+    """Per factor: its family's rank and size, its own rank, dCor, adjusted p."""
     t = table.set_index("candidate")
-    return ", ".join(f"{n}: family {t.loc[n, 'family']}, dCor {t.loc[n, 'dcor']:.2f}, p_adj "
-                     f"{t.loc[n, 'p_adjusted']:.3g}{' flagged' if t.loc[n, 'flagged'] else ''}" for n in names)
+    size = table["family"].value_counts()
+    return ", ".join(f"{n}: family {t.loc[n, 'family']} (of {size[t.loc[n, 'family']]}), rank "
+                     f"{table.index[table['candidate'] == n][0] + 1}, dCor {t.loc[n, 'dcor']:.2f}, p_adj "
+                     f"{t.loc[n, 'p_adjusted']:.3g}, push {t.loc[n, 'push']:+.2f} (p_adj {t.loc[n, 'p_push']:.3g})"
+                     f"{' flagged' if t.loc[n, 'flagged'] else ''}" for n in names)
 
 
 def experiment(name: str, seeds: int, permutations: int) -> None:
@@ -91,7 +95,8 @@ def cohort(seeds: int, permutations: int, epochs: int, loop: bool) -> None:
             acc = result.best["acc"]["balanced"]["y"]
             print(f"cohort baseline seed {seed} (Balanced y {acc:.1f} %, {len(table)} candidates, {wall:.0f} s): "
                   f"{site.candidate}: family {site.family}, dCor {site.dcor:.2f}, p_adj {site.p_adjusted:.3g}, "
-                  f"gap {site.gap:.1f}; {factor_line(table, ['sex'])}")
+                  f"push {site.push:+.2f} (p_adj {site.p_push:.3g}), gap {site.gap:.1f}"
+                  f"{' flagged' if site.flagged else ''}; {factor_line(table, ['sex'])}")
             print(f"    {families(table)}")
             if loop:
                 metadata = {s: cohort_metadata(data, split) for s, split in scenario.splits.items()}
@@ -101,7 +106,8 @@ def cohort(seeds: int, permutations: int, epochs: int, loop: bool) -> None:
                 for label, report, r in (("before", before, result), ("after", after, run)):
                     t = report.table.set_index("candidate").loc[site.candidate]
                     print(f"    {label}: Balanced y {r.best['acc']['balanced']['y']:.1f} %, {site.candidate} "
-                          f"dCor {t.dcor:.2f}, p_adj {t.p_adjusted:.3g}, gap {t.gap:.1f}, family {t.family}")
+                          f"dCor {t.dcor:.2f}, p_adj {t.p_adjusted:.3g}, push {t.push:+.2f} (p_adj {t.p_push:.3g}), "
+                          f"gap {t.gap:.1f}, family {t.family}{' flagged' if t.flagged else ''}")
 
 
 def main() -> None:

@@ -83,8 +83,8 @@ class RunResult:
 
 @torch.no_grad()
 def split_features(model: MIMMNet, split, batch_size: int = EVAL_BATCH) -> dict[str, torch.Tensor]:
-    """Every feature part, every head's prediction and every label of ``split``, on the CPU
-    (``{"f_y", "f_z1", …, "pred_y", …, "y", "z1", …}``), computed in eval mode in batches of
+    """Every feature part, every head's prediction, the y head's logits and every label of
+    ``split``, on the CPU (``{"f_y", "f_z1", …, "pred_y", …, "logits_y", "y", "z1", …}``), computed in eval mode in batches of
     ``batch_size``; the model's mode is restored afterwards (training can go on)."""
     was_training = model.training
     model.eval()
@@ -96,11 +96,12 @@ def split_features(model: MIMMNet, split, batch_size: int = EVAL_BATCH) -> dict[
 
 def _forward(model: MIMMNet, split, batch_size: int) -> dict[str, torch.Tensor]:
     device = next(model.parameters()).device
-    parts, preds = None, None
+    parts, preds, y_logits = None, None, []
     for start in range(0, len(split), batch_size):
         x = batches_of(split.x[start:start + batch_size].to(device))
         p, logits = model(x)
         p, pr = [t.cpu() for t in p], [lg.argmax(1).cpu() for lg in logits]
+        y_logits.append(logits[0].float().cpu())
         parts = [[t] for t in p] if parts is None else [a + [t] for a, t in zip(parts, p)]
         preds = [[t] for t in pr] if preds is None else [a + [t] for a, t in zip(preds, pr)]
     names = ["y", *[f"z{i + 1}" for i in range(split.z.shape[1])]]
@@ -108,6 +109,7 @@ def _forward(model: MIMMNet, split, batch_size: int) -> dict[str, torch.Tensor]:
     for k, n in enumerate(names):
         out[f"f_{n}"] = torch.cat(parts[k])
         out[f"pred_{n}"] = torch.cat(preds[k])
+    out["logits_y"] = torch.cat(y_logits)
     out["y"] = split.y.cpu()
     for i in range(split.z.shape[1]):
         out[f"z{i + 1}"] = split.z[:, i].cpu()

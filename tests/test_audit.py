@@ -184,3 +184,21 @@ def test_with_factor_adds_a_measured_factor_and_leaves_the_images_alone(real_dat
     assert torch.equal(with_factor(sc, "flag", ones).splits["train"].z[:, 2], ones["train"].long())
     with pytest.raises(Exception, match="one value on the training split"):
         with_factor(sc, "flat", {s: torch.ones(len(d)) for s, d in sc.splits.items()})
+
+
+def test_an_attribute_that_only_changes_confidence_is_read_but_not_flagged():
+    """f_y reads a shortcut s (it moves the decision towards class 1 in both classes) and an
+    image quality q (it draws the score towards 0: opposite ways in the two classes). Both
+    show in dCor; only s pushes the decision, so only s is flagged."""
+    gen = np.random.default_rng(3)
+    n = 800
+    y, s, q = gen.integers(0, 2, n), gen.integers(0, 2, n), gen.uniform(0, 1, n)
+    score = (2 * y - 1) * (2.5 - 2.0 * q) + 1.2 * (2 * s - 1) + gen.normal(0, 0.3, n)
+    f_y = torch.tensor(np.stack([-score / 2, score / 2], 1))
+    attributes = pd.DataFrame({"s": s.astype(float), "q": q, **{f"noise {k}": gen.normal(0, 1, n) for k in range(4)}})
+    table = audit(f_y, torch.tensor(y), torch.tensor((score > 0).astype(int)), attributes,
+                  score=torch.tensor(score), n_permutations=499, n_bootstrap=20, seed=0).set_index("candidate")
+    assert table.loc["s", "flagged"] and table.loc["s", "push"] > 0.3
+    assert table.loc["q", "p_adjusted"] < 0.05 and abs(table.loc["q", "push"]) < 0.1
+    assert not table.loc["q", "flagged"]
+    assert not table.drop(["s", "q"])["flagged"].any()

@@ -209,6 +209,35 @@ def _null_dcor(classes: list[_Class], values: Tensor, n_permutations: int,
     return total
 
 
+def _ranks(v: Tensor) -> Tensor:
+    """Ranks along the last dimension, standardised (mean 0, variance 1): Spearman's ρ is then
+    the mean of a product."""
+    r = v.argsort(-1).argsort(-1).float()
+    return (r - r.mean(-1, keepdim=True)) / r.std(-1, unbiased=False, keepdim=True).clamp_min(1e-12)
+
+
+def _push(y: Tensor, score: Tensor, values: Tensor, n_permutations: int,
+          gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """(push, its null (K, permutations)): push(a) = Σ_c (n_c / n) ρ_s(a, score | y = c), the
+    within-class Spearman correlation between each attribute and the model's decision score
+    (the logit of class 1 minus class 0), weighted by class size. A shortcut moves the decision
+    towards the class the attribute goes with in training, in every class alike, so its push is
+    far from 0; an attribute that only changes how sure the model is (a blurred image: scores
+    drawn towards 0 in both classes) pushes the two classes opposite ways and cancels."""
+    n = len(y)
+    push = torch.zeros(len(values))
+    null = torch.zeros(len(values), n_permutations)
+    for c in torch.unique(y):
+        idx = torch.nonzero(y == c).flatten()
+        if len(idx) < 4:
+            continue
+        ra, rs = _ranks(values[:, idx].float()), _ranks(score[idx].float())
+        perms = torch.stack([torch.randperm(len(idx), generator=gen) for _ in range(n_permutations)])
+        push += (ra @ rs) / len(idx) * len(idx) / n
+        null += (ra @ rs[perms].T) / len(idx) * len(idx) / n
+    return push, null
+
+
 def _upper_half(a: Tensor) -> Tensor:
     """a above its median (a two-valued attribute: its larger value)."""
     high = a > a.median()
@@ -266,12 +295,15 @@ def _families(ranked: list[str], gamma: pd.DataFrame, same: float) -> tuple[list
 def audit(f_y: Tensor, y: Tensor, pred: Tensor, attributes: pd.DataFrame, *,
           kinds: dict[str, str] | None = None, n_permutations: int = 999, n_bootstrap: int = 200,
           max_points: int = 800, seed: int = 0, level: float = LEVEL, same: float = SAME,
-          ) -> pd.DataFrame:
+          score: Tensor | None = None) -> pd.DataFrame:
     """Rank the ``attributes`` (one row per image, one column per candidate) by how much f_y
     depends on them within each class of y, with the model's predictions ``pred`` for the error
     slices. One row per candidate, strongest first: ``candidate, kind, dcor, dcor_low,
-    dcor_high, p, p_adjusted, flagged, gap, gap_low, gap_high, family, same_as`` (gap in
-    points). ``flagged``: p_adjusted < ``level``. ``family``: the rank of the candidate's family
+    dcor_high, p, p_adjusted, push, p_push, flagged, gap, gap_low, gap_high, family, same_as`` (gap
+    in points). With the model's decision ``score`` (binary y: logit 1 − logit 0), ``push`` is
+    :func:`_push` and ``p_push`` its within-class permutation test, Bonferroni-adjusted; without
+    it both are NaN. ``flagged``: p_adjusted < ``level`` and, with a score, p_push < ``level``
+    too (f_y reads the attribute *and* it moves the decision). ``family``: the rank of the candidate's family
     (measures of one thing: groups linked by |γ| ≥ ``same``); ``same_as``: its head (the
     family's strongest member), or "" for a head. At most ``max_points`` images are used (a seeded subsample)."""
     if len(f_y) != len(attributes) or len(y) != len(f_y) or len(pred) != len(f_y):
@@ -280,6 +312,7 @@ def audit(f_y: Tensor, y: Tensor, pred: Tensor, attributes: pd.DataFrame, *,
     gen = torch.Generator().manual_seed(seed)
     keep = torch.randperm(len(f_y), generator=gen)[:max_points].sort().values
     f_y, y, pred = f_y[keep].float(), y[keep], pred[keep]
+    score = None if score is None else score[keep].float()
     values = attributes.iloc[keep.numpy()].reset_index(drop=True)
     classes = _classes(f_y, y)
     boots = [torch.cat([c.index[torch.randint(len(c.index), (len(c.index),), generator=gen)]
@@ -297,6 +330,14 @@ def audit(f_y: Tensor, y: Tensor, pred: Tensor, attributes: pd.DataFrame, *,
              "p": (1.0 + float((null_a >= float(obs) - 1e-6).sum())) / (1.0 + n_permutations),
              "gap": _slice_gap(pred, y, candidates[name][1])}
             for name, obs, null_a in zip(names, observed, null)]
+    if score is not None and len(rows):
+        push, push_null = _push(y, score, stack, n_permutations, gen)
+        for row, v, null_v in zip(rows, push, push_null):
+            row.update(push=float(v), p_push=(1.0 + float((null_v.abs() >= abs(float(v)) - 1e-6).sum()))
+                       / (1.0 + n_permutations))
+    else:
+        for row in rows:
+            row.update(push=float("nan"), p_push=float("nan"))
     boot_dcor, boot_gap = [], []
     for idx in boots:  # one resample at a time: its classes' matrices serve every candidate
         boot_dcor.append(_dcor_within(_classes(f_y[idx], y[idx]), stack[:, idx]))
@@ -312,9 +353,10 @@ def audit(f_y: Tensor, y: Tensor, pred: Tensor, attributes: pd.DataFrame, *,
     if table.empty:
         return table
     table["p_adjusted"] = (table["p"] * len(table)).clip(upper=1.0)
-    table["flagged"] = table["p_adjusted"] < level
-    cols = ["candidate", "kind", "dcor", "dcor_low", "dcor_high", "p", "p_adjusted", "flagged",
-            "gap", "gap_low", "gap_high"]
+    table["p_push"] = (table["p_push"] * len(table)).clip(upper=1.0)
+    table["flagged"] = (table["p_adjusted"] < level) & ((table["p_push"] < level) | table["p_push"].isna())
+    cols = ["candidate", "kind", "dcor", "dcor_low", "dcor_high", "p", "p_adjusted", "push", "p_push",
+            "flagged", "gap", "gap_low", "gap_high"]
     table = table[cols].sort_values("dcor", ascending=False, ignore_index=True)
     gamma = agreement(values[list(table["candidate"])], y)
     table["family"], heads = _families(list(table["candidate"]), gamma, same)
@@ -462,7 +504,9 @@ def audit_run(result, split: str = "balanced", *, morphometrics: bool | None = N
     :func:`error_slices` of its held-out errors."""
     out = result.features(split)
     attributes, kinds, skipped = run_attributes(result, split, morphometrics, metadata)
-    table = audit(out["f_y"], out["y"], out["pred_y"], attributes, kinds=kinds, **options)
+    logits = out["logits_y"]
+    score = logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else None
+    table = audit(out["f_y"], out["y"], out["pred_y"], attributes, kinds=kinds, score=score, **options)
     images = result.scenario.splits[split].x.cpu()
     slices = error_slices(out["f_y"], out["y"], out["pred_y"], attributes, images=images,
                           seed=options.get("seed", 0))
@@ -542,9 +586,9 @@ def candidates_figure(table: pd.DataFrame):
     fig = go.Figure(go.Bar(x=t["dcor"], y=labels, orientation="h", marker_color=colours,
                            error_x=dict(type="data", symmetric=False, array=t["dcor_high"] - t["dcor"],
                                         arrayminus=t["dcor"] - t["dcor_low"]),
-                           hovertext=[f"p (adjusted) {p:.3g}; gap {g:.1f} points" for p, g in
-                                      zip(t["p_adjusted"], t["gap"])]))
-    fig.update_layout(title="What f_y depends on beyond y (red: flagged by the permutation test)",
+                           hovertext=[f"p (adjusted) {p:.3g}; push {u:+.2f} (p {q:.3g}); gap {g:.1f} points"
+                                      for p, u, q, g in zip(t["p_adjusted"], t["push"], t["p_push"], t["gap"])]))
+    fig.update_layout(title="What f_y depends on beyond y (red: flagged: f_y reads it and it moves the decision)",
                       xaxis_title="dCor(f_y, attribute | y)", height=120 + 22 * len(t),
                       margin=dict(l=10, r=10, t=50, b=40))
     return fig
@@ -575,12 +619,16 @@ def audit_markdown(table: pd.DataFrame, title: str = "Shortcut audit") -> str:
              f"permutation test, Bonferroni-adjusted over the candidates (flagged below {LEVEL}); "
              "gap: the largest difference in y accuracy between the attribute's lower and upper "
              "half within one class [points]; family: candidates that measure one thing "
-             f"(linked by |Goodman–Kruskal γ| ≥ {SAME} within each class) share a rank.", "",
-             "| rank | family | candidate | kind | dCor | 95 % interval | p (adjusted) | flagged | gap | 95 % interval |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             f"(linked by |Goodman–Kruskal γ| ≥ {SAME} within each class) share a rank; push: the "
+             "within-class rank correlation between the attribute and the model's decision score, "
+             "with its adjusted p (a shortcut pushes every class the same way); flagged: both tests "
+             f"below {LEVEL}.", "",
+             "| rank | family | candidate | kind | dCor | 95 % interval | p (adjusted) | push | p push | flagged | gap | 95 % interval |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for i, r in table.iterrows():
         family = f"{r.family}" + (f" (with {r.same_as})" if r.same_as else "")
         lines.append(f"| {i + 1} | {family} | {r.candidate} | {r.kind} | {r.dcor:.3f} | {r.dcor_low:.3f}–"
-                     f"{r.dcor_high:.3f} | {r.p_adjusted:.3g} | {'yes' if r.flagged else 'no'} | "
+                     f"{r.dcor_high:.3f} | {r.p_adjusted:.3g} | {r.push:+.2f} | {r.p_push:.3g} | "
+                     f"{'yes' if r.flagged else 'no'} | "
                      f"{r.gap:.1f} | {r.gap_low:.1f}–{r.gap_high:.1f} |")
     return "\n".join(lines) + "\n"
