@@ -40,8 +40,10 @@ Morpho-MNIST's measures on MNIST, and the scenario's own factors, listed among t
 **dCor(f_y, a | y)** is the distance correlation between f_y and the attribute inside each class
 of y: 0 when f_y carries nothing of it beyond y, about 0.1 for an unrelated attribute, so read
 the test rather than the raw value. A **permutation test** shuffles the attribute within each
-class, and a candidate is **flagged** (red) when its p, Bonferroni-adjusted over the
-candidates, is below {LEVEL}. Candidates that measure one thing (a marker and the corner it sits
+class; the **push** is the within-class rank correlation between the attribute and the model's
+decision score (a shortcut moves the decision the same way in every class; an attribute that
+only makes the model less sure, such as blur, does not). A candidate is **flagged** (red) when
+both tests, Bonferroni-adjusted over the candidates, are below {LEVEL}. Candidates that measure one thing (a marker and the corner it sits
 in) share a **family** rank; the **gap** is how many points of y accuracy separate the
 attribute's lower and upper half within one class: how much the model's errors follow it. A
 flagged attribute can also be part of the task (a shirt's sleeves fill its lower corners), so
@@ -220,6 +222,8 @@ def candidates_view(table: pd.DataFrame) -> pd.DataFrame:
         "dCor(f_y, a | y)": table["dcor"].round(3),
         "dCor 95 %": [f"{lo:.3f}–{hi:.3f}" for lo, hi in zip(table["dcor_low"], table["dcor_high"])],
         "p (adjusted)": table["p_adjusted"],
+        "push": table["push"].round(2),
+        "p push": table["p_push"],
         "flagged": table["flagged"].astype(bool),
         "gap [points]": table["gap"].round(1),
         "gap 95 %": [f"{lo:.1f}–{hi:.1f}" for lo, hi in zip(table["gap_low"], table["gap_high"])],
