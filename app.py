@@ -35,6 +35,17 @@ st.markdown(
 # the CPU the training needs on a 2-core machine: so figures change only when their data does
 # (at evaluations) and the page carries few of them (bench/bench_app.py)
 PROGRESS_EVERY, RESULTS_EVERY = 2.0, 5.0
+# a session whose runs all wait (in line, or for another session training the same settings)
+# redraws this seldom: thirty such sessions redrawing every second take the interpreter from the
+# trainings and the server's event loop (bench/bench_class.py)
+WAIT_EVERY = 4.0
+
+
+def only_waiting(runs: dict) -> bool:
+    """True when none of this session's runs trains here: each waits in line or for another
+    session's training of the same settings."""
+    return bool(runs) and all((run.get("queued") or run.get("joined")) and not run.get("history")
+                              for run in runs.values())
 
 HELP = {
     "scenario": "Each scenario's story is shown below the sidebar. exp1 is the brain-MRI story on "
@@ -135,7 +146,8 @@ def figure(key: str, version, build):
     return cache[key][1]
 
 
-def show_progress(job: session.Job, req: session.Request, live: bool, first: bool = False) -> None:
+def show_progress(job: session.Job, req: session.Request, live: bool, first: bool = False,
+                  waiting: bool = False) -> None:
     """Status, accuracy curves and losses / γ's: polled while training (every second until the
     ``first`` accuracy point, then every PROGRESS_EVERY seconds)."""
     s = job.snapshot(keys=("cached", "history", "steps", "queued", "joined"))
@@ -183,8 +195,9 @@ def show_progress(job: session.Job, req: session.Request, live: bool, first: boo
         for col, (label, fig) in zip(st.columns(len(dyn)), dyn.items()):
             if fig is not None:
                 col.plotly_chart(fig, width="stretch", key=f"dyn-{label}")
-    if live and (s["status"] != "running" or (first and any(run["history"] for run in runs.values()))):
-        st.rerun()  # the whole page once more: it stops polling, or polls at the slower pace
+    if live and (s["status"] != "running" or (first and any(run["history"] for run in runs.values()))
+                 or waiting != only_waiting(runs)):
+        st.rerun()  # the whole page once more: it stops polling, or polls at another pace
 
 
 def show_results(job: session.Job) -> None:
@@ -261,12 +274,15 @@ with mimmx_tab:
     if job is not None:
         live = job.running
         # every second until the first accuracy point, so that the first curves show at once
-        first = live and not any(run["history"] for run in job.snapshot(keys=("history",))["runs"].values())
-        st.fragment(show_progress, run_every=(1.0 if first else PROGRESS_EVERY) if live else None)(
-            job, req, live, first)
+        runs = job.snapshot(keys=("history", "queued", "joined"))["runs"]
+        first = live and not any(run["history"] for run in runs.values())
+        waiting = live and only_waiting(runs)
+        every = WAIT_EVERY if waiting else 1.0 if first else PROGRESS_EVERY
+        st.fragment(show_progress, run_every=every if live else None)(job, req, live, first, waiting)
         st.fragment(show_results, run_every=RESULTS_EVERY if live else None)(job)
-        waiting = live and job.snapshot(keys=())["scenario"] is None
-        st.fragment(show_scenario, run_every=1.0 if waiting else None)(job, waiting)
+        building = live and job.snapshot(keys=())["scenario"] is None
+        st.fragment(show_scenario, run_every=(WAIT_EVERY if waiting else 1.0) if building else None)(
+            job, building)
     else:
         st.info(f"Choose the settings in the sidebar and press **Train** (the defaults train "
                 f"{scenario}'s {' and '.join(d.methods)} for {d.epochs} short epochs).")

@@ -174,26 +174,24 @@ def descendants(name: str) -> list[psutil.Process]:
     return out
 
 
-def cpu_seconds(procs: list[psutil.Process]) -> float:
+def _total(procs: list[psutil.Process], measure) -> float:
+    """Σ measure(p) over the processes still there."""
     total = 0.0
     for p in procs:
         try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
+            total += measure(p)
+        except psutil.Error:  # ended meanwhile
             pass
     return total
 
 
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    return _total(procs, lambda p: sum(p.cpu_times()[:2]))
+
+
 def memory_gb(procs: list[psutil.Process]) -> float:
     """Proportional set size (shared pages split between their processes), GB."""
-    total = 0
-    for p in procs:
-        try:
-            total += p.memory_full_info().pss
-        except psutil.Error:
-            pass
-    return total / 1e9
+    return _total(procs, lambda p: p.memory_full_info().pss) / 1e9
 
 
 def record_spans(results: Path) -> dict[str, tuple[float, float]]:
