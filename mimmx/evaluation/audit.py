@@ -529,7 +529,9 @@ def factor_values(scenario, name: str, metadata: dict[str, pd.DataFrame] | None 
     mnist = scenario.spec.dataset == "mnist"
     out = {}
     for split, data in scenario.splits.items():
-        attributes = image_attributes(data.x.cpu(), morphometrics=mnist)
+        attributes = image_attributes(data.x.cpu())  # Morpho-MNIST's measures only when asked for
+        if name not in attributes and mnist:
+            attributes = image_attributes(data.x.cpu(), morphometrics=True)
         if name not in attributes:
             raise UserError(f"--add-factor {name!r}: not a candidate of this run; choose one of "
                             f"{', '.join(list(attributes.columns) + known)}")
