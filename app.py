@@ -36,9 +36,10 @@ st.markdown(
 # (at evaluations) and the page carries few of them (bench/bench_app.py)
 PROGRESS_EVERY, RESULTS_EVERY = 2.0, 5.0
 # a session whose runs all wait (in line, or for another session training the same settings)
-# redraws this seldom: thirty such sessions redrawing every second take the interpreter from the
-# trainings and the server's event loop (bench/bench_class.py)
-WAIT_EVERY = 4.0
+# redraws only its status, this seldom: every redraw of every session costs the server's event
+# loop a thread start and a few messages, and a class of thirty mostly waits
+# (bench/bench_class.py)
+WAIT_EVERY = 8.0
 
 
 def only_waiting(runs: dict) -> bool:
@@ -279,10 +280,10 @@ with mimmx_tab:
         waiting = live and only_waiting(runs)
         every = WAIT_EVERY if waiting else 1.0 if first else PROGRESS_EVERY
         st.fragment(show_progress, run_every=every if live else None)(job, req, live, first, waiting)
-        st.fragment(show_results, run_every=RESULTS_EVERY if live else None)(job)
+        # nothing to show while waiting: the status's redraw reruns the page when that changes
+        st.fragment(show_results, run_every=RESULTS_EVERY if live and not waiting else None)(job)
         building = live and job.snapshot(keys=())["scenario"] is None
-        st.fragment(show_scenario, run_every=(WAIT_EVERY if waiting else 1.0) if building else None)(
-            job, building)
+        st.fragment(show_scenario, run_every=1.0 if building and not waiting else None)(job, building)
     else:
         st.info(f"Choose the settings in the sidebar and press **Train** (the defaults train "
                 f"{scenario}'s {' and '.join(d.methods)} for {d.epochs} short epochs).")

@@ -13,10 +13,11 @@ Criteria (PASS/FAIL each; the exit code is 1 if any fails):
   ``mimmx app: training LABEL KEY``) are exactly the distinct configurations, once each, and
   the store holds one record per configuration.
 
-The tabs are opened (and their λ set) first, then Train is pressed in each in quick
-succession, as a class told "now press Train". In a class the browsers run on the students'
-machines; here they share the server's cores, so chromium runs at nice 19 (``--browser-nice``)
-and yields them to the server. Each tab notes by its own clock when it shows its result (the
+The tabs are opened (and their λ set) first; then every tab is told to press Train at one
+moment, by its own timer, as a class told "now press Train". In a class the browsers run on the
+students' machines; here they share the server's cores, so once the tabs are open every thread
+of chromium is kept at nice 19 (``--browser-nice``; chromium sets its own threads' priorities,
+:class:`Renicer` sets them back) and yields the cores to the server. Each tab notes by its own clock when it shows its result (the
 bench reads the tabs in rounds, slow when the browser is starved); the store's record times say
 when the last training ended. Also printed: the CPU (cores, on average) of server and browser
 after the first Train, and their memory (``--keep DIR`` keeps the server's log and every health
@@ -62,7 +63,7 @@ TRAINING_LINE = re.compile(r"mimmx app: training (.+?) ([0-9a-f]{16})(?![0-9a-f]
 # settings; so none of these waits for the bench's next read of the tab. Only the page's few
 # alerts, captions and headings are read.
 TAB_CLOCK = """
-window.mimmx = {done: null, place: 0, joined: false};
+window.mimmx = {pressed: Date.now(), done: null, place: 0, joined: false};
 const timer = setInterval(() => {
   const notes = Array.from(document.querySelectorAll(
     "[data-testid='stAlert'], [data-testid='stCaptionContainer']"), e => e.textContent);
@@ -127,6 +128,33 @@ def open_browser(nice: int, profile: Path):
         options.add_argument(flag)
     service = Service(browser.CHROMEDRIVER, popen_kw={"preexec_fn": lambda: os.nice(nice)})
     return webdriver.Chrome(service=service, options=options)
+
+
+class Renicer(threading.Thread):
+    """Keeps every thread of chromium's processes at niceness ``nice`` (checked every 0.5 s):
+    chromium sets its own threads' priorities (its browser and display threads to -8, its
+    renderers to 0 or 5), so the niceness it was started with does not hold. Linux's niceness
+    is per thread. ``reniced`` counts the threads set."""
+
+    def __init__(self, nice: int):
+        super().__init__(name="renice", daemon=True)
+        self.nice, self.reniced, self.halt = nice, 0, threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            for proc in descendants("chrom"):
+                try:
+                    tids = [t.id for t in proc.threads()]
+                except psutil.Error:  # ended meanwhile
+                    continue
+                for tid in tids:
+                    try:
+                        if os.getpriority(os.PRIO_PROCESS, tid) != self.nice:
+                            os.setpriority(os.PRIO_PROCESS, tid, self.nice)
+                            self.reniced += 1
+                    except OSError:  # ended meanwhile, or not allowed (below 0 needs root)
+                        pass
+            self.halt.wait(0.5)
 
 
 def lam_slider(driver):
@@ -233,12 +261,13 @@ def open_tabs(driver, url: str, n: int) -> tuple[list[str], list[float]]:
     return tabs, lams
 
 
-def press_train(driver, tabs: list[str]) -> None:
-    """Press Train in every tab, in turn, and start each tab's TAB_CLOCK: one script per tab
-    (a WebDriver click takes several round trips to a renderer that the server's load slows)."""
+def press_train(driver, tabs: list[str], at: float) -> None:
+    """Tell every tab to press Train and start its TAB_CLOCK at ``at`` (time.time()), by its
+    own timer: the presses come at one moment however slowly the bench reaches each tab."""
     for tab in tabs:
         driver.switch_to.window(tab)
-        driver.execute_script(PRESS_TRAIN + TAB_CLOCK)
+        driver.execute_script(f"setTimeout(() => {{ {PRESS_TRAIN} {TAB_CLOCK} }}, "
+                              f"{at * 1000:.0f} - Date.now());")
 
 
 def watch(driver, tabs: list[str], since: float, timeout: float) -> dict:
@@ -247,18 +276,24 @@ def watch(driver, tabs: list[str], since: float, timeout: float) -> dict:
     index -> seconds after ``since`` when it showed its result), ``errors``, ``places`` (the
     highest place in line each finished tab showed), ``joined`` (how many were told another
     session trains their settings) and ``rounds`` (seconds per round of reads)."""
-    out = {"done": {}, "errors": set(), "places": [], "joined": 0, "rounds": []}
+    from selenium.common.exceptions import TimeoutException
+
+    out = {"done": {}, "errors": set(), "places": [], "joined": 0, "rounds": [], "pressed": []}
     while len(out["done"]) + len(out["errors"]) < len(tabs) and time.time() - since < timeout:
         t0 = time.perf_counter()
         for i, tab in enumerate(tabs):
             if i in out["done"] or i in out["errors"]:
                 continue
             driver.switch_to.window(tab)
-            state = driver.execute_script(TAB_STATE)
+            try:
+                state = driver.execute_script(TAB_STATE)
+            except TimeoutException:  # a renderer starved by the server (nice 19): next round
+                continue
             if state["error"]:
                 out["errors"].add(i)
-            elif state["done"]:
+            elif state.get("done"):
                 out["done"][i] = state["done"] / 1000 - since
+                out["pressed"].append(state["pressed"] / 1000 - since)
                 out["places"].append(state["place"])
                 out["joined"] += state["joined"]
         out["rounds"].append(time.perf_counter() - t0)
@@ -300,15 +335,17 @@ def main() -> int:
             health = HealthPoller(url)
             health.start()
             driver = open_browser(args.browser_nice, Path(tmp) / "chromium")
+            renicer = Renicer(args.browser_nice)
             try:
                 t0 = time.perf_counter()
                 tabs, lams = open_tabs(driver, url, args.sessions)
                 print(f"{len(tabs)} tabs open, λ set, in {time.perf_counter() - t0:.0f} s; "
                       f"λ values: {sorted(set(lams))}")
-                pressed = time.time()
+                renicer.start()  # from now on the server comes first
+                pressed = time.time() + 5 + 0.2 * len(tabs)  # time enough to tell every tab
+                press_train(driver, tabs, pressed)
+                time.sleep(max(0.0, pressed - time.time()))
                 cpu0 = cpu_seconds(server), cpu_seconds(descendants("chrom"))
-                press_train(driver, tabs)
-                print(f"Train pressed in every tab within {time.time() - pressed:.1f} s")
                 seen = watch(driver, tabs, pressed, args.timeout)
                 cpu1, seconds = (cpu_seconds(server), cpu_seconds(descendants("chrom"))), time.time() - pressed
                 cores = {"server": (cpu1[0] - cpu0[0]) / seconds, "browser": (cpu1[1] - cpu0[1]) / seconds}
@@ -317,6 +354,7 @@ def main() -> int:
             finally:
                 driver.quit()
                 health.halt.set()
+                renicer.halt.set()
                 health.join()
         started = [key for _, key in TRAINING_LINE.findall(log.read_text())]
         spans = record_spans(results)
@@ -338,6 +376,9 @@ def main() -> int:
           f"{after[int(0.99 * (len(after) - 1))]:.2f} s, {sum(x >= HEALTH_LIMIT for x in after)} "
           f"of {len(after)} over {HEALTH_LIMIT:g} s")
     done = seen["done"]
+    if seen["pressed"]:
+        print(f"Train was pressed in every finished tab within {max(seen['pressed']):.2f} s of "
+              f"the first press (by the tabs' own clocks)")
     if done:
         rounds = sorted(seen["rounds"])
         print(f"results: {len(done)}/{len(tabs)} tabs finished; every session showed its result "
@@ -354,7 +395,8 @@ def main() -> int:
           f"trainings at once ≈ {most_at_once(spans.values())} (slots {session.SCHEDULER.slots})")
     print(f"CPU after the first Train, cores on average: server {cores['server']:.2f}, browser "
           f"{cores['browser']:.2f}; memory at the end: browser {memory['browser']:.1f} GB, server "
-          f"{memory['server']:.1f} GB; load average at the end {os.getloadavg()[0]:.1f}")
+          f"{memory['server']:.1f} GB; load average at the end {os.getloadavg()[0]:.1f}; chromium "
+          f"threads set back to nice {args.browser_nice}: {renicer.reniced}")
     checks = {
         f"responsive (every health check < {HEALTH_LIMIT:g} s)": slowest < HEALTH_LIMIT and not health.failures,
         "every session got its result": len(done) == len(tabs) and drawn == len(tabs),

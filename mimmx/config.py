@@ -264,11 +264,15 @@ class RunConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+# a section's field types, resolved once per class (resolving them took most of a config's build)
+_type_hints = functools.cache(typing.get_type_hints)
+
+
 def field_help(key: str) -> str:
     """The help text of a config key (dotted, e.g. ``"method.lam"``), from its field's metadata."""
     cls, parts = RunConfig, key.split(".")
     for part in parts[:-1]:
-        cls = typing.get_type_hints(cls)[part]
+        cls = _type_hints(cls)[part]
     fields = {f.name: f for f in dataclasses.fields(cls)}
     if parts[-1] not in fields or "help" not in fields[parts[-1]].metadata:
         raise KeyError(f"config key {key!r} has no help text")
@@ -311,7 +315,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 def _build(cls, d: Any, prefix: str):
     if not isinstance(d, dict):
         raise ConfigError(f"config section {prefix.rstrip('.') or '<top>'} must be a mapping, got {d!r}")
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - names)
     if unknown:

@@ -363,3 +363,25 @@ def test_class_mode_shows_stored_runs_and_trains_none(real_data, tmp_path, monke
     job.thread.join(60)
     s = job.snapshot()
     assert s["status"] == "error" and "class mode" in s["error"] and not list(tmp_path.glob("*.json"))
+
+
+def test_the_robustness_panel_sees_a_run_as_soon_as_the_store_holds_it(tmp_path, monkeypatch):
+    # the panel's look-ups are kept between reruns: a record landing in the store must show
+    from mimmx.app import session
+    from mimmx.runs.store import FORMAT, REQUIRED, ResultStore
+
+    monkeypatch.setenv("MIMMX_APP_TINY", "1")
+    results, req = ResultStore(tmp_path), session.default_request("exp1")
+    assert session.robustness(req, results).empty
+    cfg = session.configs(req)[req.methods[0]]
+    acc = {s: {"y": 70.0 + i} for i, s in enumerate(("validation", "inverted", "balanced"))}
+    record = {**{f: {} for f in REQUIRED}, "format": FORMAT, "key": cfg.hash(),
+              "config": cfg.to_dict(), "method": cfg.method.name, "best": {"acc": acc},
+              "wall_time": {"total": 1.0}}
+    results.put(record)
+    frame = session.robustness(req, results)
+    assert frame[["method", "r", "validation", "inverted", "balanced"]].values.tolist() == [
+        [req.methods[0], req.r, 70.0, 71.0, 72.0]]
+    # another r from the grid is looked up in the same pass, and a changed setting is not this run
+    assert session.robustness(dataclasses.replace(req, r=0.7), results)["r"].tolist() == [req.r]
+    assert session.robustness(dataclasses.replace(req, lam=req.lam + 1), results).empty
