@@ -61,6 +61,8 @@ HELP = {
 TEST_SETS = ("Three test sets tell a shortcut from the task. **Validation**: the factors go with y "
              "as in training. **Inverted**: they point the other way. **Balanced**: they are "
              "independent of y.")
+TABS = ("MIMM-X: remove a shortcut", "CIML: keep complementary information",
+        "Audit: what does a model use?")
 GOOD_RESULT = (
     "**What a good result looks like.** A model that uses the shortcut is right on Validation "
     "(same shortcut as training) and wrong on Inverted (the shortcut points the other way): its "
@@ -265,9 +267,8 @@ def show_robustness(req: session.Request) -> None:
     st.plotly_chart(fig, width="stretch", key="robustness")
 
 
-mimmx_tab, ciml_tab, audit_tab = st.tabs(["MIMM-X: remove a shortcut", "CIML: keep complementary information",
-                                          "Audit: what does a model use?"])
-with mimmx_tab:
+def show_mimmx(scenario: str, req: session.Request, job: session.Job | None) -> None:
+    """The first tab: the scenario's story, the robustness panel, and the live or stored runs."""
     st.markdown(f"**{scenario}.** {get_spec(scenario).story}")
     st.caption(TEST_SETS)
     if session.takes_r(scenario):
@@ -285,11 +286,22 @@ with mimmx_tab:
         building = live and job.snapshot(keys=())["scenario"] is None
         st.fragment(show_scenario, run_every=1.0 if building and not waiting else None)(job, building)
     else:
+        d = session.default_request(scenario)
         st.info(f"Choose the settings in the sidebar and press **Train** (the defaults train "
                 f"{scenario}'s {' and '.join(d.methods)} for {d.epochs} short epochs).")
     st.markdown(GOOD_RESULT)
-with ciml_tab:
-    ciml_page.render()
-with audit_tab:
-    audit_page.render(scenario)
+
+
+# only the open tab runs (on_change="rerun"): the other two took two thirds of every full rerun,
+# and a class pressing Train at once makes thirty of those at the same moment (bench/bench_class.py)
+mimmx_tab, ciml_tab, audit_tab = st.tabs(TABS, key="tab", on_change="rerun")
+if mimmx_tab.open:
+    with mimmx_tab:
+        show_mimmx(scenario, req, job)
+if ciml_tab.open:
+    with ciml_tab:
+        ciml_page.render()
+if audit_tab.open:
+    with audit_tab:
+        audit_page.render(scenario)
 st.caption(f"mimmx {__version__}")

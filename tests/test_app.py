@@ -254,7 +254,12 @@ def test_warm_cache_fills_the_apps_store_and_never_retrains(real_data, tmp_path,
 
 
 def test_ciml_tab_trains_and_shows_dice_and_maps(app):
+    # only the open tab runs: the CIML page is drawn once its tab is chosen
+    assert not [b for b in app.button if b.key == "ciml-train"]
+    app.session_state["tab"] = "CIML: keep complementary information"
+    app.run()
     assert any("complementary" in m.value for m in app.markdown)
+    assert not any("holds up" in h.value for h in app.subheader)  # the first tab is not drawn
     app.button(key="ciml-train").click().run()
     assert not app.exception
     job = app.session_state["ciml_job"]
