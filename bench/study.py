@@ -75,7 +75,8 @@ def job(args: tuple) -> dict:
     feats = result.features("balanced")
     n_z = len(result.scenario.spec.factors)
     labels = {f"z{i + 1}": feats[f"z{i + 1}"] for i in range(n_z)}
-    m = probe_matrix({"f_y": feats["f_y"]}, labels, probe="logreg", seed=seed)
+    parts = {"f_y": feats["f_y"], **{f"f_z{i + 1}": feats[f"f_z{i + 1}"] for i in range(n_z)}}
+    m = probe_matrix(parts, labels, probe="logreg", seed=seed)
     acc = result.best["acc"]
     # the model the other train.select would have kept, from the same run's evaluations
     other = "y_cell_balanced" if cfg.train.select == "y" else "y"
@@ -87,6 +88,8 @@ def job(args: tuple) -> dict:
             "variant": name, "seed": seed, "val": acc["validation"]["y"], "inv": acc["inverted"]["y"],
             "bal": acc["balanced"]["y"], "sel": acc["selection"]["y"], "epoch": result.best["epoch"],
             **{f"probe_z{i + 1}": float(m.loc["f_y", f"z{i + 1}"]) for i in range(n_z)},
+            # every part's probes: off the diagonal, what a factor part knows of another factor
+            "probes": {part: {z: float(m.loc[part, z]) for z in labels} for part in parts},
             "z_acc": [acc["validation"][f"z{i + 1}"] for i in range(n_z)],
             "wall": wall, "img_s": result.images_per_second, "overrides": overrides,
             "mi": result.best.get("estimate"), "history": [(e["epoch"], e["acc"]["selection"]["y"],
@@ -109,6 +112,8 @@ def main() -> None:
         for r in pool.map(job, jobs):
             print(f"{r['variant']:28s} s{r['seed']} val {r['val']:5.1f} inv {r['inv']:5.1f} bal {r['bal']:5.1f} "
                   f"| probe f_y->z " + " ".join(f"{r[k]:5.1f}" for k in r if k.startswith("probe_"))
+                  + " | f_zi->zj " + " ".join(f"{acc:5.1f}" for part, row in r["probes"].items()
+                                              if part != "f_y" for z, acc in row.items() if z != part[2:])
                   + f" | z acc {' '.join(f'{v:5.1f}' for v in r['z_acc'])} | ep {r['epoch']} "
                   f"| {r['wall']:5.0f}s {r['img_s']:5.0f} img/s", flush=True)
             (other, alt), = ((k, v) for k, v in r.items() if k.startswith("by_"))

@@ -56,6 +56,9 @@ class ModelConfig:
     # one encoder for f_y and one for all f_z (no shared trunk): the z side is a z detector that
     # the penalty cannot damage (with a shared trunk the shortcut survived; the same §2)
     separate_encoders: bool = True
+    # with separate encoders: "shared", one encoder for all f_z parts; "per_factor", one each,
+    # so that no f_z part can carry another factor through a shared trunk
+    z_encoders: str = "shared"
 
 
 @dataclass
@@ -189,7 +192,8 @@ _HASH_NEUTRAL = {("train", "channels_last"): False, ("method", "estimator", "red
                  ("method", "estimator", "standardize"): False,
                  ("method", "penalty_split"): 0.0, ("method", "debias"): False,
                  ("method", "estimator", "batch_size"): None, ("method", "penalised"): "all",
-                 ("method", "estimator", "per_factor_batches"): False}
+                 ("method", "estimator", "per_factor_batches"): False,
+                 ("model", "z_encoders"): "shared"}
 
 
 @dataclass
@@ -308,7 +312,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "train.select": SELECT, "method.alternation": ("per_step", "per_batch"),
     "method.estimator_batches": ("forward", "bank"), "method.estimator.reduce": ("sum", "mean"),
     "method.estimator.marginals": ("shuffle", "all_pairs"), "method.estimator.gradient": ("ema", "biased"),
-    "model.head": ("identity", "linear"),
+    "model.head": ("identity", "linear"), "model.z_encoders": ("shared", "per_factor"),
 }
 
 

@@ -127,6 +127,31 @@ def test_split_heads_errors():
 # ------------------------------------------------------------------------------------ DLS
 
 
+def test_per_factor_z_encoders_keep_each_factor_part_to_its_own_encoder():
+    from mimmx.models.network import MIMMNet
+
+    torch.manual_seed(0)
+    shared = MIMMNet("conv4", 2, [2, 2], [2, 2, 2], width=4)
+    torch.manual_seed(0)
+    per = MIMMNet("conv4", 2, [2, 2], [2, 2, 2], width=4, z_encoders="per_factor")
+    assert len(shared.encoder.encoders) == 2 and len(per.encoder.encoders) == 3
+    # the shared default is unchanged: the same draws give the same f_y encoder in both
+    assert all(torch.equal(a, b) for a, b in zip(shared.encoder.encoders[0].parameters(),
+                                                 per.encoder.encoders[0].parameters()))
+    x = torch.randn(4, 1, 28, 28)
+    parts, logits = per(x)
+    assert [p.shape[1] for p in parts] == [2, 2, 2]
+    parts[1].sum().backward()  # f_z1 depends on its own encoder only
+    grads = [any(p.grad is not None and p.grad.abs().sum() > 0 for p in e.parameters())
+             for e in per.encoder.encoders]
+    assert grads == [False, True, False]
+    shared.zero_grad()
+    shared(x)[0][1].sum().backward()  # with one z encoder, f_z1 and f_z2 share its trunk
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in shared.encoder.encoders[1].parameters())
+    with pytest.raises(ConfigError, match="separate_encoders=true"):
+        MIMMNet("conv4", 2, [2, 2], [2, 2, 2], width=4, separate_encoders=False, z_encoders="per_factor")
+
+
 def test_dls_gammas_by_hand():
     losses = torch.tensor([1.0, 2.0, 3.0])  # mean 2
     gammas = dls_gammas(losses, alpha_y=0.3, alpha_z=0.8)

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from mimmx.config import ModelConfig
+from mimmx.errors import ConfigError
 from mimmx.models.encoders import SplitHeads, build_encoder
 
 
@@ -24,13 +25,18 @@ class MIMMNet(nn.Module):
 
     def __init__(self, encoder: str, f_y_dim: int, f_z_dims: list[int], n_classes: list[int],
                  head: str = ModelConfig.head, in_channels: int = 1, width: int | None = ModelConfig.width,
-                 separate_encoders: bool = ModelConfig.separate_encoders):
+                 separate_encoders: bool = ModelConfig.separate_encoders,
+                 z_encoders: str = ModelConfig.z_encoders):
         super().__init__()
         self.dims = [f_y_dim, *f_z_dims]
         kw = {"width": width} if encoder == "conv4" and width is not None else {}
-        if separate_encoders:  # f = [φ_y(x), φ_z(x)]: no shared trunk between f_y and f_z
-            self.encoder = _Concat(build_encoder(encoder, f_y_dim, in_channels=in_channels, **kw),
-                                   build_encoder(encoder, sum(f_z_dims), in_channels=in_channels, **kw))
+        if z_encoders == "per_factor" and not separate_encoders:
+            raise ConfigError("model.z_encoders=per_factor gives each f_z part its own encoder beside "
+                              "f_y's: it needs model.separate_encoders=true")
+        if separate_encoders:  # f = [φ_y(x), φ_z(x)] or [φ_y(x), φ_z1(x), ...]: no shared trunk
+            z_groups = [[d] for d in f_z_dims] if z_encoders == "per_factor" else [f_z_dims]
+            self.encoder = _Concat(*(build_encoder(encoder, sum(dims), in_channels=in_channels, **kw)
+                                     for dims in [[f_y_dim], *z_groups]))
         else:
             self.encoder = build_encoder(encoder, sum(self.dims), in_channels=in_channels, **kw)
         self.heads = SplitHeads(self.dims, n_classes, head=head)
@@ -39,7 +45,8 @@ class MIMMNet(nn.Module):
     def from_config(cls, cfg: ModelConfig, n_classes: list[int]) -> MIMMNet:
         """The network of a ``model`` config section; ``n_classes`` = [n_y, n_z1, ..., n_zN]."""
         return cls(cfg.encoder, cfg.f_y_dim, [cfg.f_z_dim] * (len(n_classes) - 1), n_classes,
-                   head=cfg.head, width=cfg.width, separate_encoders=cfg.separate_encoders)
+                   head=cfg.head, width=cfg.width, separate_encoders=cfg.separate_encoders,
+                   z_encoders=cfg.z_encoders)
 
     def y_readout(self) -> tuple[nn.Linear, int]:
         """The last linear layer on the way to the y logits and how many of its output rows are
