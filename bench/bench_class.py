@@ -17,11 +17,11 @@ The tabs are opened (and their λ set) first; then every tab is told to press Tr
 moment, by its own timer, as a class told "now press Train". In a class the browsers run on the
 students' machines; here they share the server's cores, so once the tabs are open every thread
 of chromium is kept at nice 19 (``--browser-nice``; chromium sets its own threads' priorities,
-:class:`Renicer` sets them back) and yields the cores to the server. Each tab notes by its own clock when it shows its result (the
-bench reads the tabs in rounds, slow when the browser is starved); the store's record times say
-when the last training ended. Also printed: the CPU (cores, on average) of server and browser
-after the first Train, and their memory (``--keep DIR`` keeps the server's log and every health
-check).
+:class:`Renicer` sets them back) and yields the cores to the server. Each tab notes by its own
+clock when it shows its result (the bench reads the tabs in rounds, slow when the browser is
+starved); the store's record times say when the last training ended. Also printed: the CPU
+(cores, on average) of server and browser after the first Train, and their memory (``--keep
+DIR`` keeps the server's log and every health check).
 
     MIMMX_DATA=... python bench/bench_class.py [--sessions 30] [--browser-nice 19] [--keep DIR]
 """
@@ -378,7 +378,7 @@ def main() -> int:
     done = seen["done"]
     if seen["pressed"]:
         print(f"Train was pressed in every finished tab within {max(seen['pressed']):.2f} s of "
-              f"the first press (by the tabs' own clocks)")
+              f"the moment set (by the tabs' own clocks)")
     if done:
         rounds = sorted(seen["rounds"])
         print(f"results: {len(done)}/{len(tabs)} tabs finished; every session showed its result "

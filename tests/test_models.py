@@ -135,7 +135,7 @@ def test_per_factor_z_encoders_keep_each_factor_part_to_its_own_encoder():
     torch.manual_seed(0)
     per = MIMMNet("conv4", 2, [2, 2], [2, 2, 2], width=4, z_encoders="per_factor")
     assert len(shared.encoder.encoders) == 2 and len(per.encoder.encoders) == 3
-    # the shared default is unchanged: the same draws give the same f_y encoder in both
+    # f_y's encoder is drawn first either way: the same seed gives the same one
     assert all(torch.equal(a, b) for a, b in zip(shared.encoder.encoders[0].parameters(),
                                                  per.encoder.encoders[0].parameters()))
     x = torch.randn(4, 1, 28, 28)
