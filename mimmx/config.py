@@ -148,6 +148,10 @@ class MethodConfig:
         "them only (stratified by cell). On the images a network fits, it can satisfy the penalty by "
         "memorising the few minority images instead of dropping the shortcut; on images it does not "
         "fit, it cannot. 0: the penalty uses the training images themselves.")})
+    resample: bool = field(default=False, metadata={"help": (
+        "Draw the classification losses' batches with every cell (y, z_1..z_N) equally likely, as "
+        "Rebalance does, instead of as the training set comes. Methods with a dependence penalty "
+        "only; the penalty's own batches are set by method.estimator.balanced.")})
     penalised: str = field(default="all", metadata={"help": (
         "The factors whose f_z the penalty pairs with f_y: \"all\", or a comma-separated list of "
         "factor names or z-indices (\"marker\", \"z1,z3\"). The heads learn every factor either "
@@ -192,6 +196,7 @@ _HASH_NEUTRAL = {("train", "channels_last"): False, ("method", "estimator", "red
                  ("method", "estimator", "standardize"): False,
                  ("method", "penalty_split"): 0.0, ("method", "debias"): False,
                  ("method", "estimator", "batch_size"): None, ("method", "penalised"): "all",
+                 ("method", "resample"): False,
                  ("method", "estimator", "per_factor_batches"): False,
                  ("model", "z_encoders"): "shared"}
 

@@ -162,6 +162,24 @@ def test_penalty_split_keeps_a_stratified_share_of_every_cell_out_of_the_losses(
         m.setup(nn.Linear(2, 2), data, RunConfig().train, torch.Generator().manual_seed(0))
 
 
+def test_resample_draws_the_losses_batches_cell_balanced_and_keeps_the_penalty_batches():
+    """method.resample=true: the epoch's draws are cell-balanced (the 1 % cells as frequent as the
+    others); off, the epoch is a permutation of the training set, as before."""
+    data = marker_split(2000, r=0.9)
+    cells = cell_index(data.y, data.z, 2, (2,))
+    for resample in (False, True):
+        method = build_method(RunConfig().override([f"method.resample={str(resample).lower()}"]).method,
+                              Dims(2, (2,), 2, (2,)), 1)
+        method.setup(nn.Linear(2, 2), data, RunConfig().train, torch.Generator().manual_seed(0))
+        order = method.epoch_order()
+        share = torch.bincount(cells[order], minlength=4).float() / len(order)
+        if resample:
+            assert (share - 0.25).abs().max() < 0.05, share
+        else:
+            assert sorted(order.tolist()) == list(range(len(data)))
+        assert method.pen_weights is not None  # the penalty's batches stay balanced either way
+
+
 def test_debiased_penalty_is_zero_in_expectation_for_an_independent_f_y():
     """method.debias: D(f_y, f_z) − D(f_y, f_z∘π). With f_y informative (it reads y) but
     independent of z, the plain dCor estimate on a batch of 150 sits well above zero; the

@@ -66,13 +66,14 @@ class DependencePenalty(Method):
     (``CAW.combine``). ``estimator.reduce = "mean"`` divides either by N (λ / N per factor).
     See ``mimmx.models.caw`` for the reconstruction and its rationale. ``method.nonnegative``:
     each estimate D enters as max(0, D), so a negative estimate never pays the encoder.
-    ``method.penalised``: the factors i whose f_zi enter D (all by default).
+    ``method.penalised``: the factors i whose f_zi enter D (all by default). ``method.resample``:
+    the losses' batches drawn with every cell (y, z_1..z_N) equally likely, as Rebalance's.
     """
 
     estimator_name: str | None = None  # None: method.estimator.name
     only_first_factor = False
     reads = ("lam", "warmup_epochs", "one_sided", "grad_scaling", "nonnegative", "penalty_split", "debias",
-             "penalised", "estimator.per_factor", "estimator.balanced", "estimator.batch_size",
+             "penalised", "resample", "estimator.per_factor", "estimator.balanced", "estimator.batch_size",
              "estimator.per_factor_batches")
     # the estimator's own knobs, for those with networks that train between encoder steps
     TRAINED = {"mine": ("width", "marginals", "gradient", "ema_rate", "conditional", "n_shuffles",
@@ -154,6 +155,9 @@ class DependencePenalty(Method):
             raise ConfigError(f"method.penalty_split = {rho} leaves no images for "
                               f"{'the losses' if mask.all() else 'the penalty'}; choose a share in (0, 1)")
         return mask.to(y.device)
+
+    def sample_weights(self, y: Tensor, z: Tensor) -> Tensor | None:
+        return cell_balancing_weights(y, z) if self.cfg.resample else None
 
     def penalty_sample_weights(self, y: Tensor, z: Tensor) -> Tensor | None:
         """``estimator.balanced``: the penalty's batches are drawn with every cell
