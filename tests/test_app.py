@@ -289,9 +289,9 @@ def test_runs_train_side_by_side_and_match_the_plain_trainer(real_data, tmp_path
     started = {}
     original = session.Job._train_one
 
-    def spy(self, label, cfg, scenario):
+    def spy(self, label, cfg):
         started[label] = time.monotonic()
-        return original(self, label, cfg, scenario)
+        return original(self, label, cfg)
 
     monkeypatch.setattr(session.Job, "_train_one", spy)
     job = session.Job(cfgs, ResultStore(tmp_path)).start()

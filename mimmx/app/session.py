@@ -1,16 +1,17 @@
 """Background training for the app: build the configs of a request, train them side by side
-(one torch thread each, as many at once as the machine has cores) from a daemon thread, and
-share their progress with the page through a lock-guarded plain dict (``Job.snapshot()``).
-Finished configurations go to the results store (:class:`mimmx.runs.ResultStore`, keyed by
-``RunConfig.hash()``) and are shown at once the next time.
+in the scheduler's worker processes (:mod:`mimmx.app.workers`; one torch thread each, as many at
+once as the machine has cores), and share their progress with the page through a lock-guarded
+plain dict (``Job.snapshot()``). Finished configurations go to the results store
+(:class:`mimmx.runs.ResultStore`, keyed by ``RunConfig.hash()``) and are shown at once the next
+time.
 
 Speed: built scenarios are kept in-process (:func:`scenario_for`; :func:`prebuild` builds the
-page's current one in the background before Train is pressed; while one is built, the job's
-phase says how far, chunk of fractures by chunk), and every training step is shared with the
-page, so its loss/γ chart moves within a second of Train. At every evaluation
-the job embeds f_y and each f_z of a fixed Balanced subsample (:data:`LIVE_POINTS`) with PCA
-in the training thread (a few ms); when UMAP has warmed up, a helper thread re-embeds the
-latest features with UMAP, idling nine tenths of the time so that training keeps its speed.
+page's current one, and starts the worker processes, in the background before Train is pressed;
+while one is built, the job's phase says how far, chunk of fractures by chunk), and every
+training step is shared with the page, so its loss/γ chart moves within a second of Train. At
+every evaluation the worker embeds f_y and each f_z of a fixed Balanced subsample
+(:data:`LIVE_POINTS`) with PCA (a few ms); when UMAP has warmed up, a helper thread here
+re-embeds the latest features with UMAP, idling nine tenths of the time.
 """
 
 from __future__ import annotations
@@ -35,18 +36,17 @@ import threadpoolctl  # noqa: F401 - likewise
 import torch
 
 import mimmx.morpho  # noqa: F401 - the scenarios' morphometric factors load it lazily
+from mimmx.app.workers import Workers
 from mimmx.config import RunConfig
-from mimmx.device import THREADS_ENV_VAR, get_device
+from mimmx.device import get_device
 from mimmx.errors import UserError
-from mimmx.evaluation import embeddings_frame, evaluate_result
-from mimmx.evaluation.embeddings import subsample
+from mimmx.evaluation import embeddings_frame
 from mimmx.models.network import MIMMNet
 from mimmx.runs.experiments import row_config, rows
-from mimmx.runs.folder import checkpoint_bytes, make_record, step_means
 from mimmx.runs.store import ResultStore
 from mimmx.scenarios import get_spec
 from mimmx.scenarios.factors import reporting
-from mimmx.trainer import build_model, build_scenario, split_features, train
+from mimmx.trainer import build_model, build_scenario, split_features
 
 TINY_ENV_VAR = "MIMMX_APP_TINY"  # "1": ~400 training images, 2 epochs (tests, quick demos)
 STORE_ENV_VAR = "MIMMX_APP_RESULTS"  # results store folder (default: mimmx's own)
@@ -188,6 +188,7 @@ class Scheduler:
         self._cond = threading.Condition()
         self._running: dict[str, threading.Event] = {}  # key -> set when its training ends
         self._queue: list[object] = []  # tickets waiting for a slot, in order
+        self.workers = Workers(self.slots)  # the training processes, one per slot
         self.trained: list[str] = []  # keys trained, in order (for tests and the load bench)
         self.peak = 0  # the most trainings that ran at once
 
@@ -270,13 +271,15 @@ def scenario_for(cfg: RunConfig):
 
 
 def prebuild(req: Request) -> threading.Thread | None:
-    """Build the scenario of ``req`` in a daemon thread unless it is built (or being built):
-    the page calls it on every run, so Train finds the scenario ready. Bad requests are left
-    for Train to report."""
+    """Start the training processes (unless in class mode), and build the scenario of ``req``
+    in a daemon thread unless it is built (or being built): the page calls it on every run, so
+    Train finds both ready. Bad requests are left for Train to report."""
     try:
         cfg = next(iter(configs(req).values()))
     except UserError:
         return None
+    if not class_mode():
+        SCHEDULER.workers.start()  # their imports take seconds: not on the first Train
     with _scenarios_lock:
         if _scenario_key(cfg) in _scenarios:
             return None
@@ -296,7 +299,8 @@ def prebuild(req: Request) -> threading.Thread | None:
 
 
 class Job:
-    """One request's runs, trained in a daemon thread. The page reads ``snapshot()``:
+    """One request's runs, led by a daemon thread (trained in the scheduler's worker processes).
+    The page reads ``snapshot()``:
     ``{"status": "running"|"done"|"stopped"|"error", "error": str|None, "phase": str,
     "live_seconds": float, "runs": {label: {"key", "cached", "history": [eval events],
     "steps": [encoder-step logs], "live": {"epoch", "method", "records"} or None (PCA at the
@@ -404,11 +408,9 @@ class Job:
             raise UserError(f"class mode: this server shows stored runs only, and "
                             f"{' and '.join(todo)} at these settings is not stored. Choose settings "
                             "the lecturer stored (`python -m mimmx warm-cache`), or ask for them.")
-        if not os.environ.get(THREADS_ENV_VAR):  # one thread per run: small models on a busy
-            torch.set_num_threads(1)            # CPU lose more to spin-waiting than they gain
         self._update(lambda s: s.update(phase="training " + " and ".join(todo)))
         with ThreadPoolExecutor(min(len(todo), PARALLEL_RUNS), thread_name_prefix="mimmx-app-run") as pool:
-            runs = [pool.submit(self._train_one, label, cfg, scenario_for(cfg)) for label, cfg in todo.items()]
+            runs = [pool.submit(self._train_one, label, cfg) for label, cfg in todo.items()]
             for run in runs:
                 try:
                     run.result()
@@ -416,25 +418,9 @@ class Job:
                     self._stop.set()  # the other runs end at their next step
                     raise
 
-    def _train_one(self, label: str, cfg: RunConfig, scenario) -> None:
-        balanced = scenario.splits["balanced"]
-        idx = torch.from_numpy(subsample(len(balanced), LIVE_POINTS, cfg.seed))
-        box = {}  # the live model, from the trainer's start event
-
-        def callback(event: dict) -> bool:
-            kind = event["type"]
-            if kind == "start":
-                box["model"] = event["model"]
-            elif kind == "eval":
-                ev = {k: v for k, v in event.items() if k != "type"}
-                self._update(lambda s: s["runs"][label]["history"].append(ev))
-                if "model" in box:
-                    self._live(label, ev["epoch"], box["model"], balanced, idx)
-            elif kind == "step" and event.get("kind") == "encoder":
-                ev = {k: v for k, v in event.items() if isinstance(v, (int, float))}
-                self._update(lambda s: s["runs"][label]["steps"].append(ev))
-            return self._stop.is_set()
-
+    def _train_one(self, label: str, cfg: RunConfig) -> None:
+        """Train ``cfg`` in a worker process once the scheduler grants a slot, or join the
+        session that trains it already."""
         key = cfg.hash()
 
         def waiting(place: int) -> None:
@@ -450,42 +436,49 @@ class Job:
                 if self._stop.is_set():
                     return
             if self.results.get(cfg) is None:  # it stopped or failed there: train it here
-                return self._train_one(label, cfg, scenario)
+                return self._train_one(label, cfg)
         try:
             record = self.results.get(cfg)  # finished elsewhere while this one waited
             if record is not None:
                 self._update(lambda s: s["runs"][label].update(record=record, history=record["history"]))
                 return
             print(f"mimmx app: training {label} {key}\n", end="", flush=True)  # one write, one line
-            result = train(cfg, scenario, [callback], eval_size=APP_EVAL_SIZE)
-            if self._stop.is_set():  # a stopped run is incomplete: shown, not stored
-                return
-            self._store(label, cfg, result)
+            task = {"cfg": cfg.to_dict(), "eval_size": APP_EVAL_SIZE,
+                    "eval_options": {"app": APP_EVAL, "history_eval_size": APP_EVAL_SIZE},
+                    "env": {k: v for k, v in os.environ.items() if k.startswith("MIMMX_")}}
+            with self.scheduler.workers.acquire() as worker:
+                end = worker.train(task, lambda msg: self._event(label, msg), self._stop)
+            if end[0] == "done" and not self._stop.is_set():
+                self._store(label, cfg, *end[1:])
         finally:
             if claim is True:
                 self.scheduler.release(key)
 
-    def _store(self, label: str, cfg: RunConfig, result) -> None:
-        t0 = time.perf_counter()
-        report = evaluate_result(result, probes=("logreg",), mi=False, embedding=None)
-        emb = embedding_records(result, "umap" if self.umap_ready() else "pca")
-        steps = self.snapshot(keys=("steps",))["runs"][label]["steps"]
-        record = make_record(result, report.to_dict(),
-                             {"app": APP_EVAL, "history_eval_size": APP_EVAL_SIZE},
-                             time.perf_counter() - t0, app_embeddings=emb, steps=step_means(steps))
-        self.results.put(record, checkpoint_bytes(result))
+    def _event(self, label: str, msg: tuple) -> None:
+        """One event of a training in a worker process (see :mod:`mimmx.app.workers`)."""
+        kind = msg[0]
+        if kind == "step":
+            self._update(lambda s: s["runs"][label]["steps"].append(msg[1]))
+        elif kind == "eval":
+            self._update(lambda s: s["runs"][label]["history"].append(msg[1]))
+        elif kind == "live":
+            self._live(label, *msg[1:])
+
+    def _store(self, label: str, cfg: RunConfig, record: dict, checkpoint: bytes,
+               parts: dict, labels: dict) -> None:
+        """Store a finished run's record; its embeddings are UMAP's when UMAP is warm here."""
+        if self.umap_ready():
+            record["app_embeddings"] = embedding_records_of(parts, labels, "umap")
+        self.results.put(record, checkpoint)
         self._update(lambda s: s["runs"][label].update(record=self.results.get(cfg) or record))
 
     # ---------------------------------------------------------------- live embeddings
 
-    def _live(self, label: str, epoch: int, model: MIMMNet, split, idx: torch.Tensor) -> None:
-        """PCA of every feature part on the live subsample, now (a few ms); hand the features
+    def _live(self, label: str, epoch: int, records: list[dict], parts: dict, labels: dict,
+              seconds: float) -> None:
+        """Show the worker's PCA of every feature part on the live subsample; hand the features
         to the UMAP thread when UMAP is warm."""
-        t0 = time.perf_counter()
-        parts, labels = live_features(model, split, idx)
-        live = {"epoch": epoch, "method": "PCA",
-                "records": _records(embeddings_frame(parts, labels, "pca"), "pca")}
-        seconds = time.perf_counter() - t0
+        live = {"epoch": epoch, "method": "PCA", "records": records}
 
         def put(s):
             s["runs"][label]["live"] = live
@@ -534,14 +527,23 @@ def _records(frame, method: str) -> list[dict]:
     return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()} for row in rows]
 
 
-def embedding_records(result, method: str = "pca", split: str = "balanced") -> list[dict]:
-    """2-D embedding (PCA or UMAP) of every feature part on (a sample of) the Balanced set, as
-    tidy records (``part, index, dim1, dim2, y, z1, …``; ``mimmx.evaluation.embeddings_frame``)."""
+def final_features(result, split: str = "balanced") -> tuple[dict, dict]:
+    """({"f_y", "f_z1", …}, {"y", "z1", …}) of a trained run on ``split``, as numpy arrays."""
     feats = result.features(split)
-    labels = ["y", *[f"z{i + 1}" for i in range(len(result.scenario.factor_names))]]
-    frame = embeddings_frame({f"f_{n}": feats[f"f_{n}"] for n in labels},
-                             {n: feats[n] for n in labels}, method, max_points=MAX_POINTS)
-    return _records(frame, method)
+    names = ["y", *[f"z{i + 1}" for i in range(len(result.scenario.factor_names))]]
+    return ({f"f_{n}": feats[f"f_{n}"].float().numpy() for n in names},
+            {n: feats[n].numpy() for n in names})
+
+
+def embedding_records_of(parts: dict, labels: dict, method: str = "pca") -> list[dict]:
+    """2-D embedding (PCA or UMAP) of every feature part (a sample of :data:`MAX_POINTS`), as
+    tidy records (``part, index, dim1, dim2, y, z1, …``; ``mimmx.evaluation.embeddings_frame``)."""
+    return _records(embeddings_frame(parts, labels, method, max_points=MAX_POINTS), method)
+
+
+def embedding_records(result, method: str = "pca", split: str = "balanced") -> list[dict]:
+    """:func:`embedding_records_of` the features of a trained run on ``split``."""
+    return embedding_records_of(*final_features(result, split), method)
 
 
 def add_app_embeddings(results: ResultStore, cfg: RunConfig, scenario=None,
