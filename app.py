@@ -140,12 +140,14 @@ if train_clicked:
 
 
 # ------------------------------------------------------------------------------ the runs
-def figure(key: str, version, build):
+def figure(key: str, version, build, shared=None):
     """``build()``, made again only when ``version`` changes: the page polls every second, and
-    remaking every figure each time would take a core from the training."""
+    remaking every figure each time would take a core from the training. ``shared``: an identity
+    of the figure's content that holds in every session (a finished run's key), so that a class
+    whose sessions show the same stored runs builds each figure once (``charts.shared``)."""
     cache = st.session_state.setdefault("figures", {})
     if key not in cache or cache[key][0] != version:
-        cache[key] = (version, build())
+        cache[key] = (version, build() if shared is None else charts.shared((key, shared), build))
     return cache[key][1]
 
 
@@ -153,11 +155,12 @@ def show_progress(job: session.Job, req: session.Request, live: bool, first: boo
                   waiting: bool = False) -> None:
     """Status, accuracy curves and losses / γ's: polled while training (every second until the
     ``first`` accuracy point, then every PROGRESS_EVERY seconds)."""
-    s = job.snapshot(keys=("cached", "history", "steps", "queued", "joined"))
+    s = job.snapshot(keys=("key", "cached", "history", "steps", "queued", "joined"))
     if not job.matches(req):
         st.warning("These results are for earlier settings: press Train to train the sidebar's.")
     runs = s["runs"]
     evals = (s["started"], *(len(run["history"]) for run in runs.values()))
+    final = s["status"] == "done"  # every run stored: its figures are the same in every session
     if s["status"] == "error":
         st.error(s["error"])
     elif s["status"] == "running":
@@ -181,14 +184,16 @@ def show_progress(job: session.Job, req: session.Request, live: bool, first: boo
                "way; a model that uses it falls below 50%. Balanced: no shortcut. Good: Inverted "
                "close to Validation.")
     if any(run["history"] for run in runs.values()):
-        st.plotly_chart(figure("acc", evals, lambda: charts.accuracy_figure(runs)), width="stretch",
-                        key="acc")
+        shared = tuple((label, run["key"]) for label, run in runs.items()) if final else None
+        st.plotly_chart(figure("acc", evals, lambda: charts.accuracy_figure(runs), shared),
+                        width="stretch", key="acc")
         with st.expander("The same as a table"):
             st.dataframe(charts.accuracy_frame(runs), hide_index=True, key="acc-table")
     # one figure per method, redrawn when its first steps arrive and then at its evaluations:
     # redrawing it at every poll cost the browser more CPU than everything else together
     dyn = {label: figure(f"dyn-{label}", (s["started"], len(run["history"]), bool(run["steps"])),
-                         lambda label=label, run=run: charts.dynamics_figure({label: run}))
+                         lambda label=label, run=run: charts.dynamics_figure({label: run}),
+                         run["key"] if final else None)
            for label, run in runs.items()}
     if any(fig is not None for fig in dyn.values()):
         st.subheader("Losses, loss weights γ and the MI estimate")
@@ -215,8 +220,10 @@ def show_results(job: session.Job) -> None:
                    "confounder-free f_y separates by y only.")
         for label, (records, note) in embedded.items():
             how = records[0]["method"] if records else None
+            stored = runs[label].get("record") is not None  # the stored embedding: one per run
             fig = figure(f"emb-{label}", (s["started"], note, how, bool(info)),
-                         lambda records=records, note=note: charts.run_embedding_figure(records, info, note))
+                         lambda records=records, note=note: charts.run_embedding_figure(records, info, note),
+                         (runs[label]["key"], how, bool(info)) if stored else None)
             if fig is not None:
                 st.markdown(f"**{label}**")
                 st.plotly_chart(fig, width="stretch", key=f"emb-{label}")
@@ -255,7 +262,8 @@ def show_scenario(job: session.Job, waiting: bool) -> None:
 def show_robustness(req: session.Request) -> None:
     """Inverted and Validation accuracy against r of every stored method, the slider's r marked."""
     frame = session.robustness(req)
-    fig = charts.robustness_figure(frame, req.scenario, req.r)
+    fig = charts.shared(("robustness", req.scenario, req.r, tuple(frame.itertuples(index=False))),
+                        lambda: charts.robustness_figure(frame, req.scenario, req.r))
     st.subheader("How each method holds up as the shortcut gets stronger")
     if fig is None:
         st.caption("No run of this scenario at these settings is stored yet: press Train, or run "

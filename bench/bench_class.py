@@ -20,7 +20,8 @@ of chromium is kept at nice 19 (``--browser-nice``; chromium sets its own thread
 :class:`Renicer` sets them back) and yields the cores to the server. Each tab notes by its own
 clock when it shows its result (the bench reads the tabs in rounds, slow when the browser is
 starved); the store's record times say when the last training ended. Also printed: the CPU
-(cores, on average) of server and browser after the first Train, and their memory (``--keep
+(cores, on average) of server, its training processes and browser after the first Train, and
+their memory (``--keep
 DIR`` keeps the server's log and every health check).
 
     MIMMX_DATA=... python bench/bench_class.py [--sessions 30] [--browser-nice 19] [--keep DIR]
@@ -345,11 +346,13 @@ def main() -> int:
                 pressed = time.time() + 5 + 0.2 * len(tabs)  # time enough to tell every tab
                 press_train(driver, tabs, pressed)
                 time.sleep(max(0.0, pressed - time.time()))
-                cpu0 = cpu_seconds(server), cpu_seconds(descendants("chrom"))
+                groups = {"server": lambda: server, "workers": lambda: descendants("mimmx.app.workers"),
+                          "browser": lambda: descendants("chrom")}
+                cpu0 = {k: cpu_seconds(procs()) for k, procs in groups.items()}
                 seen = watch(driver, tabs, pressed, args.timeout)
-                cpu1, seconds = (cpu_seconds(server), cpu_seconds(descendants("chrom"))), time.time() - pressed
-                cores = {"server": (cpu1[0] - cpu0[0]) / seconds, "browser": (cpu1[1] - cpu0[1]) / seconds}
-                memory = {"browser": memory_gb(descendants("chrom")), "server": memory_gb(server)}
+                seconds = time.time() - pressed
+                cores = {k: (cpu_seconds(procs()) - cpu0[k]) / seconds for k, procs in groups.items()}
+                memory = {k: memory_gb(procs()) for k, procs in groups.items()}
                 drawn = charts_drawn(driver, [tabs[i] for i in seen["done"]])
             finally:
                 driver.quit()
@@ -393,9 +396,10 @@ def main() -> int:
     print(f"trainings started: {len(started)} for {len(wanted)} distinct configurations "
           f"({len(set(started))} distinct started); records in the store: {len(spans)}; most "
           f"trainings at once ≈ {most_at_once(spans.values())} (slots {session.SCHEDULER.slots})")
-    print(f"CPU after the first Train, cores on average: server {cores['server']:.2f}, browser "
-          f"{cores['browser']:.2f}; memory at the end: browser {memory['browser']:.1f} GB, server "
-          f"{memory['server']:.1f} GB; load average at the end {os.getloadavg()[0]:.1f}; chromium "
+    print(f"CPU after the first Train, cores on average: server {cores['server']:.2f}, its training "
+          f"processes {cores['workers']:.2f}, browser {cores['browser']:.2f}; memory at the end: "
+          f"browser {memory['browser']:.1f} GB, server {memory['server']:.1f} GB, training processes "
+          f"{memory['workers']:.1f} GB; load average at the end {os.getloadavg()[0]:.1f}; chromium "
           f"threads set back to nice {args.browser_nice}: {renicer.reniced}")
     checks = {
         f"responsive (every health check < {HEALTH_LIMIT:g} s)": slowest < HEALTH_LIMIT and not health.failures,

@@ -2,6 +2,7 @@
 trains a tiny request in its background thread, and shows bad input as an error."""
 
 import dataclasses
+import os
 import time
 from pathlib import Path
 
@@ -332,6 +333,34 @@ def test_a_class_of_thirty_sessions_shares_one_server(real_data, tmp_path, monke
     assert len(keys) == 3 * len(base.methods)
     assert sorted(scheduler.trained) == sorted(keys)  # nothing trained twice
     assert scheduler.peak <= 2
+    scheduler.workers.close()
+
+
+def test_a_training_process_that_dies_is_reported_and_replaced(real_data, tmp_path, monkeypatch):
+    """Trainings run in worker processes: one killed mid-run (out of memory, say) ends its job
+    with an error that says so, and the next job gets a new worker and trains."""
+    from mimmx.app import session
+    from mimmx.runs import ResultStore
+
+    monkeypatch.setenv("MIMMX_APP_TINY", "1")
+    scheduler = session.Scheduler(slots=1)
+    req = dataclasses.replace(session.default_request("exp1"), methods=("Baseline",), epochs=50)
+    job = session.Job(session.configs(req), ResultStore(tmp_path), scheduler=scheduler).start()
+    end = time.monotonic() + 120
+    while not job.snapshot()["runs"]["Baseline"]["history"] and time.monotonic() < end:
+        time.sleep(0.05)
+    [worker] = scheduler.workers.members
+    assert worker.process.pid != os.getpid()  # the training is not in this process
+    worker.process.kill()
+    job.thread.join(30)
+    s = job.snapshot()
+    assert s["status"] == "error" and "ended unexpectedly" in s["error"], s["error"]
+    job = session.Job(session.configs(dataclasses.replace(req, epochs=1)), ResultStore(tmp_path),
+                      scheduler=scheduler).start()
+    job.thread.join(120)
+    assert job.snapshot()["status"] == "done", job.snapshot()["error"]
+    assert scheduler.workers.members[0] is not worker
+    scheduler.workers.close()
 
 
 def test_the_job_says_how_far_the_scenario_build_has_got(real_data, tmp_path, monkeypatch):

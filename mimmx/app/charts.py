@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import plotly.express as px
@@ -10,6 +14,27 @@ import plotly.graph_objects as go
 from mimmx.evaluation import embedding_panels
 
 SPLIT_NAMES = {"validation": "Validation", "inverted": "Inverted", "balanced": "Balanced"}
+SHARED_FIGURES = 64  # figures kept for every session of the server (the most recent)
+
+_shared: OrderedDict = OrderedDict()
+_shared_lock = threading.Lock()
+
+
+def shared(identity, build: Callable[[], go.Figure | None]) -> go.Figure | None:
+    """``build()``, made once per server for a hashable ``identity`` of its content and shared
+    by every browser session (a class shows the same stored runs: thirty sessions would
+    otherwise build thirty equal figures at the same moment, and plotly's figure building is
+    what a redraw costs most). The figure must not be changed after."""
+    with _shared_lock:
+        if identity in _shared:
+            _shared.move_to_end(identity)
+            return _shared[identity]
+    fig = build()  # outside the lock: two sessions may build it at once, both get an equal figure
+    with _shared_lock:
+        _shared[identity] = fig
+        while len(_shared) > SHARED_FIGURES:
+            _shared.popitem(last=False)
+    return fig
 
 
 def robustness_figure(frame: pd.DataFrame, scenario: str, r_now: float | None) -> go.Figure | None:

@@ -396,7 +396,7 @@ class Job:
                     steps=record.get("steps") or []))
         self._update(lambda s: s.update(phase=BUILDING))
         scenario = scenario_for(next(iter(self.cfgs.values())))
-        info = scenario_info(scenario)
+        info = info_of(next(iter(self.cfgs.values())), scenario)
         self._update(lambda s: s.update(scenario=info))
         for label, cfg in self.cfgs.items():  # stored by `mimmx reproduce`: no app embeddings yet
             if label not in todo:
@@ -563,6 +563,24 @@ def add_app_embeddings(results: ResultStore, cfg: RunConfig, scenario=None,
     record["app_embeddings"] = embedding_records(RunResult(cfg, scenario, model, None), method)
     results.put(record)
     return record
+
+
+_infos: dict[str, dict] = {}  # scenario key -> its scenario_info (a class asks for one at once)
+
+
+def info_of(cfg: RunConfig, scenario) -> dict:
+    """:func:`scenario_info` of ``cfg``'s scenario, made once per process and shared (never
+    changed)."""
+    key = _scenario_key(cfg)
+    with _scenarios_lock:
+        info = _infos.get(key)
+    if info is None:
+        info = scenario_info(scenario)
+        with _scenarios_lock:
+            _infos[key] = info
+            while len(_infos) > SCENARIO_CACHE:
+                _infos.pop(next(iter(_infos)))
+    return info
 
 
 def scenario_info(scenario, per_cell: int = 6) -> dict:

@@ -122,16 +122,15 @@ class Workers:
 
     def __init__(self, n: int):
         self.n = n
+        self.members: list[Worker] = []  # every worker, idle or lent
         self._idle: queue.Queue[Worker] = queue.Queue()
         self._lock = threading.Lock()
-        self._started = False
 
     def start(self) -> None:
         with self._lock:
-            if not self._started:
-                self._started = True
-                for _ in range(self.n):
-                    self._idle.put(Worker())
+            while len(self.members) < self.n:
+                self.members.append(Worker())
+                self._idle.put(self.members[-1])
 
     @contextmanager
     def acquire(self):
@@ -140,28 +139,35 @@ class Workers:
         try:
             yield worker
         finally:
-            self._idle.put(worker if worker.alive else Worker())
+            if not worker.alive:
+                with self._lock:
+                    self.members[self.members.index(worker)] = worker = Worker()
+            self._idle.put(worker)
 
     def close(self) -> None:
+        """End the idle workers (call when none is lent)."""
         with self._lock:
             while not self._idle.empty():
                 self._idle.get().close()
-            self._started = False
+            self.members = []
 
 
 # ------------------------------------------------------------------ the worker's side
 
 def serve(address: str) -> None:  # pragma: no cover - runs in the worker process
-    """The worker's loop: connect, then one task at a time until ``None``."""
-    conn = Client(address, authkey=bytes.fromhex(os.environ.pop(KEY_ENV_VAR)))
+    """The worker's loop: import what a task needs, connect, then one task at a time until
+    ``None``."""
     try:
         os.nice(WORKER_NICE)
     except (AttributeError, OSError):  # no nice on this platform: same priority as the page
         pass
     import torch
 
+    import mimmx.app.session  # noqa: F401 - what a task needs, imported before saying ready
+    import mimmx.evaluation  # noqa: F401
     from mimmx.device import THREADS_ENV_VAR
 
+    conn = Client(address, authkey=bytes.fromhex(os.environ.pop(KEY_ENV_VAR)))
     conn.send(("ready",))
     while (task := _receive(conn)) is not None:
         if not isinstance(task, dict):  # a stop for a task that has ended
