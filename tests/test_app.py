@@ -419,3 +419,30 @@ def test_the_robustness_panel_sees_a_run_as_soon_as_the_store_holds_it(tmp_path,
     # another r from the grid is looked up in the same pass, and a changed setting is not this run
     assert session.robustness(dataclasses.replace(req, r=0.7), results)["r"].tolist() == [req.r]
     assert session.robustness(dataclasses.replace(req, lam=req.lam + 1), results).empty
+
+
+def test_pages_are_drawn_a_few_at_a_time_and_a_fragment_inside_a_page_passes():
+    """session.page_turn: at most PARALLEL_RUNS page scripts draw at once on the server (the
+    rest wait without the GIL); a fragment drawn inside its page's run does not wait for itself."""
+    import threading
+
+    from mimmx.app import session
+
+    inside, most, lock = [0], [0], threading.Lock()
+
+    def draw():
+        with session.page_turn(), session.page_turn():  # the page, then a fragment within it
+            with lock:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+            time.sleep(0.05)
+            with lock:
+                inside[0] -= 1
+
+    threads = [threading.Thread(target=draw) for _ in range(4 * session.PARALLEL_RUNS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert not any(t.is_alive() for t in threads)  # nobody waits for a turn it holds
+    assert 1 <= most[0] <= session.PARALLEL_RUNS

@@ -17,7 +17,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from mimmx.app.session import tiny
+from mimmx.app.session import page_turn, tiny
 from mimmx.ciml.figures import (
     contribution_figure,
     contribution_frame,
@@ -180,30 +180,31 @@ def render() -> None:
 
 
 def _show(job: CimlJob, live: bool) -> None:
-    s = job.snapshot()
-    if s["status"] == "error":
-        st.error(s["error"])
-    elif s["status"] == "running":
-        last = s["history"][-1] if s["history"] else None
-        where = f"{last['method']}, epoch {last['epoch']}/{last['epochs']}" if last else "starting"
-        st.info(f"Training: {where} …")
-    if s["history"]:
-        st.plotly_chart(history_figure(s["history"]), width="stretch", key="ciml-history")
-    figs = job.figures if s["status"] == "done" else {}
-    if figs:
-        st.subheader("Dice on the held-out test phantoms [%]")
-        st.caption("Dice = 2|P ∩ G| / (|P| + |G|): 100 is a perfect overlap. Single-modality rows "
-                   "are the ensemble's members: no single modality shows every region.")
-        st.dataframe(figs["dice"], key="ciml-dice")
-        st.plotly_chart(figs["dice_figure"], width="stretch", key="ciml-dice-figure")
-        st.plotly_chart(figs["prediction"], width="stretch", key="ciml-prediction")
-        st.subheader(f"Which modality contributes where ({figs['method']})")
-        st.caption("Input × gradient: how much each modality's pixels move the evidence for a "
-                   "region. Shares over 32 test phantoms [%]:")
-        st.dataframe(figs["shares"], key="ciml-shares")
-        st.plotly_chart(figs["contributions"], key="ciml-contributions")
-        if "gates" in figs:
-            st.caption("CIML's gates: where segmentor m lets modality n's message in (1 = fully).")
-            st.plotly_chart(figs["gates"], key="ciml-gates")
-    if live and s["status"] != "running":
-        st.rerun()
+    with page_turn():  # its redraws wait their turn, as the page's (app.py)
+        s = job.snapshot()
+        if s["status"] == "error":
+            st.error(s["error"])
+        elif s["status"] == "running":
+            last = s["history"][-1] if s["history"] else None
+            where = f"{last['method']}, epoch {last['epoch']}/{last['epochs']}" if last else "starting"
+            st.info(f"Training: {where} …")
+        if s["history"]:
+            st.plotly_chart(history_figure(s["history"]), width="stretch", key="ciml-history")
+        figs = job.figures if s["status"] == "done" else {}
+        if figs:
+            st.subheader("Dice on the held-out test phantoms [%]")
+            st.caption("Dice = 2|P ∩ G| / (|P| + |G|): 100 is a perfect overlap. Single-modality rows "
+                       "are the ensemble's members: no single modality shows every region.")
+            st.dataframe(figs["dice"], key="ciml-dice")
+            st.plotly_chart(figs["dice_figure"], width="stretch", key="ciml-dice-figure")
+            st.plotly_chart(figs["prediction"], width="stretch", key="ciml-prediction")
+            st.subheader(f"Which modality contributes where ({figs['method']})")
+            st.caption("Input × gradient: how much each modality's pixels move the evidence for a "
+                       "region. Shares over 32 test phantoms [%]:")
+            st.dataframe(figs["shares"], key="ciml-shares")
+            st.plotly_chart(figs["contributions"], key="ciml-contributions")
+            if "gates" in figs:
+                st.caption("CIML's gates: where segmentor m lets modality n's message in (1 = fully).")
+                st.plotly_chart(figs["gates"], key="ciml-gates")
+        if live and s["status"] != "running":
+            st.rerun()

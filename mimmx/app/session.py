@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -226,6 +227,29 @@ class Scheduler:
 
 
 SCHEDULER = Scheduler()
+
+
+PAGE_TURNS = threading.BoundedSemaphore(PARALLEL_RUNS)  # page scripts drawn at once, server-wide
+_turn = threading.local()
+
+
+@contextmanager
+def page_turn():
+    """Draw a page (or a fragment of one) when it is its turn: at most :data:`PAGE_TURNS` at
+    once on the whole server; re-entrant, so a fragment inside a page's run passes through.
+    Every session's script runs in a thread of the server, and thirty of them redrawing at once
+    (a class pressing Train) hold the GIL so long between them that the server's event loop,
+    which answers every browser, waits seconds for its turn. In line, a thread waits without
+    the GIL; the pages take as long in all as before, and the server keeps answering."""
+    if getattr(_turn, "held", False):
+        yield
+        return
+    with PAGE_TURNS:
+        _turn.held = True
+        try:
+            yield
+        finally:
+            _turn.held = False
 
 
 def store() -> ResultStore:

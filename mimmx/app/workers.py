@@ -132,6 +132,12 @@ class Workers:
                 self.members.append(Worker())
                 self._idle.put(self.members[-1])
 
+    def wait_ready(self) -> None:
+        """Start the workers if need be and wait until every one has imported what it needs."""
+        self.start()
+        for worker in list(self.members):
+            worker._connect()
+
     @contextmanager
     def acquire(self):
         self.start()
