@@ -1,10 +1,11 @@
 """mimmx teaching app: `streamlit run app.py` (or `make app`).
 
 Three tabs. **MIMM-X**: pick a scenario and methods in the sidebar, set MIMM-X's knobs, press
-Train: the runs train in a background thread (``mimmx.app.session``) and the page redraws from
-their shared state every few seconds (``mimmx.app.charts``): losses and γ's from the first
-steps, accuracies and embeddings of f_y and f_z at every evaluation. Finished configurations come
-from the results store at once (``python -m mimmx warm-cache`` fills it for a class).
+Train: the runs train in the server's training processes (``mimmx.app.session``,
+``mimmx.app.workers``) and the page redraws from their shared state every few seconds
+(``mimmx.app.charts``): losses and γ's from the first steps, accuracies and embeddings of f_y
+and f_z at every evaluation. Finished configurations come from the results store at once
+(``python -m mimmx warm-cache`` fills it for a class).
 **CIML** (``mimmx.app.ciml_page``): the other side of mutual information, on phantoms.
 **Audit** (``mimmx.app.audit_page``): what a stored run's f_y depends on beyond y (docs/audit.md).
 """
@@ -162,6 +163,9 @@ def show_results(job: session.Job) -> None:
             st.subheader("Final results (epoch chosen on the confounded selection split)")
             st.dataframe(table, hide_index=True,
                          column_config={"method": st.column_config.TextColumn("method", width="large")})
+            for label, run in runs.items():  # e.g. a model kept at chance: it learnt nothing of y
+                for said in (run.get("record") or {}).get("warnings") or ():
+                    st.warning(f"{label}: {said}")
             for label, run in runs.items():
                 probes = charts.probe_table(run["record"], info) if run.get("record") else None
                 if probes is not None:

@@ -336,6 +336,27 @@ def test_a_class_of_thirty_sessions_shares_one_server(real_data, tmp_path, monke
     scheduler.workers.close()
 
 
+def test_a_run_kept_at_chance_says_so_from_the_training_process_to_the_page(real_data, tmp_path,
+                                                                           monkeypatch):
+    """The trainer's RunWarning (the kept model learnt nothing of y) is raised in a training
+    process: it comes back in the stored record, and the page shows it under the final table."""
+    from mimmx.app import session
+    from mimmx.runs import ResultStore
+
+    monkeypatch.setenv("MIMMX_APP_TINY", "1")
+    monkeypatch.setenv("MIMMX_APP_RESULTS", str(tmp_path))
+    cfg = session.configs(dataclasses.replace(session.default_request("exp1"), methods=("Baseline",)))
+    frozen = {"Baseline": cfg["Baseline"].override(["train.lr=1e-12", "train.epochs=1"])}  # learns nothing
+    job = session.Job(frozen, ResultStore(tmp_path)).start()
+    job.thread.join(120)
+    record = job.snapshot()["runs"]["Baseline"]["record"]
+    assert record and any("at chance" in w for w in record["warnings"]), record and record["warnings"]
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.session_state["job"] = job
+    at.run()
+    assert f"Baseline: {record['warnings'][0]}" in [w.value for w in at.warning]
+
+
 def test_a_training_process_that_dies_is_reported_and_replaced(real_data, tmp_path, monkeypatch):
     """Trainings run in worker processes: one killed mid-run (out of memory, say) ends its job
     with an error that says so, and the next job gets a new worker and trains."""

@@ -11,8 +11,9 @@ local connection (``multiprocessing.connection``):
     worker → server:  ("step", log) | ("eval", event) | ("live", epoch, pca records, parts, labels, s)
                       then ("done", record, checkpoint bytes, parts, labels) | ("stopped",) | ("error", msg)
 
-The worker builds the store's record (evaluation, PCA embeddings, step means); the server
-stores it, re-embedding the final parts with UMAP when UMAP is warm in its own process.
+The worker builds the store's record (evaluation, PCA embeddings, step means, and the trainer's
+warnings, so that a model kept at chance says so on the page); the server stores it,
+re-embedding the final parts with UMAP when UMAP is warm in its own process.
 Workers are separate programs rather than ``multiprocessing.Process``es: a spawned Process
 re-imports the parent's ``__main__``, which under Streamlit is the page script itself.
 """
@@ -28,6 +29,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from multiprocessing.connection import Client, Listener
@@ -230,6 +232,7 @@ def _train(task: dict, conn) -> tuple:
 
     from mimmx.app import session
     from mimmx.config import RunConfig
+    from mimmx.errors import RunWarning
     from mimmx.evaluation import embeddings_frame, evaluate_result
     from mimmx.evaluation.embeddings import subsample
     from mimmx.runs.folder import checkpoint_bytes, make_record, step_means
@@ -266,7 +269,10 @@ def _train(task: dict, conn) -> tuple:
             conn.send(("step", ev))
         return stop_asked()
 
-    result = train(cfg, scenario, [callback], eval_size=task["eval_size"])
+    with warnings.catch_warnings(record=True) as caught:  # one training in this process at a time
+        warnings.simplefilter("always", RunWarning)
+        result = train(cfg, scenario, [callback], eval_size=task["eval_size"])
+    said = [str(w.message) for w in caught if issubclass(w.category, RunWarning)]
     if stop_asked():  # a stopped run is incomplete: shown, not stored
         return ("stopped",)
     t0 = time.perf_counter()
@@ -274,7 +280,7 @@ def _train(task: dict, conn) -> tuple:
     parts, labels = session.final_features(result)
     emb = session.embedding_records_of(parts, labels, "pca")
     record = make_record(result, report.to_dict(), task["eval_options"], time.perf_counter() - t0,
-                         app_embeddings=emb, steps=step_means(steps))
+                         app_embeddings=emb, steps=step_means(steps), warnings=said)
     return ("done", record, checkpoint_bytes(result), parts, labels)
 
 
