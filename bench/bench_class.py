@@ -17,14 +17,14 @@ Criteria (PASS/FAIL each; the exit code is 1 if any fails):
 
 The tabs are opened (and their λ set) first; then every tab is told to press Train at one
 moment, by its own timer, as a class told "now press Train". In a class the browsers run on the
-students' machines; here they share the server's cores, so once the tabs are open every thread
-of chromium is kept at nice 19 (``--browser-nice``; chromium sets its own threads' priorities,
-:class:`Renicer` sets them back) and yields the cores to the server. Each tab notes by its own
-clock when it shows its result (the bench reads the tabs in rounds, slow when the browser is
-starved); the store's record times say when the last training ended. Also printed: the CPU
-(cores, on average) of server, its training processes and browser after the first Train, and
-their memory (``--keep
-DIR`` keeps the server's log and every health check).
+students' machines; here they share the server's cores, so chromium runs in a session of its
+own whose scheduling group (Linux autogroup) is at nice 19, and once the tabs are open every
+thread of chromium is kept at nice 19 too (``--browser-nice``; chromium sets its own threads'
+priorities, :class:`Renicer` sets them back): it yields the cores to the server. Each tab notes
+by its own clock when it shows its result (the bench reads the tabs in rounds, slow when the
+browser is starved); the store's record times say when the last training ended. Also printed:
+the CPU (cores, on average) of server, its training processes and browser after the first
+Train, and their memory (``--keep DIR`` keeps the server's log and every health check).
 
     MIMMX_DATA=... python bench/bench_class.py [--sessions 30] [--browser-nice 19] [--keep DIR]
 """
@@ -122,8 +122,9 @@ class HealthPoller:
 
     def start(self) -> None:
         self._out = self.log.open("w")
+        # a session of its own: under Linux's autogroup scheduling it is not in chromium's group
         self._proc = subprocess.Popen([sys.executable, "-c", POLL, self.url, str(HEALTH_EVERY)],
-                                      stdout=self._out)
+                                      stdout=self._out, start_new_session=True)
 
     def stop(self) -> None:
         self._proc.terminate()
@@ -147,8 +148,26 @@ def open_browser(nice: int, profile: Path):
     for flag in (*browser.CHROME_FLAGS, *EXTRA_FLAGS, f"--user-data-dir={profile}",
                  "--window-size=1400,1000"):
         options.add_argument(flag)
-    service = Service(browser.CHROMEDRIVER, popen_kw={"preexec_fn": lambda: os.nice(nice)})
-    return webdriver.Chrome(service=service, options=options)
+    service = Service(browser.CHROMEDRIVER, popen_kw={"preexec_fn": lambda: os.nice(nice),
+                                                       "start_new_session": True})
+    driver = webdriver.Chrome(service=service, options=options)
+    grouped = set_autogroup_nice(service.process.pid, nice)
+    print(f"chromium's scheduling group (autogroup) at nice {nice}" if grouped else
+          "no autogroup scheduling here: chromium's threads' niceness is what yields the CPU")
+    return driver
+
+
+def set_autogroup_nice(pid: int, nice: int) -> bool:
+    """Linux schedules each session (``setsid``) as one group (``kernel.sched_autogroup_enabled``)
+    and shares the CPU between groups as between processes: a thread's niceness counts only
+    inside its group, so chromium at nice 19 in a group of its own still takes a group's share
+    from the server. The group's own niceness (``/proc/PID/autogroup``) is what yields it.
+    False where there is no autogroup to set."""
+    try:
+        Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+        return True
+    except OSError:
+        return False
 
 
 class Renicer(threading.Thread):
