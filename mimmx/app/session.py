@@ -29,9 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-# the modules the training thread needs are imported here, in the page's thread: modules
-# first imported by two threads at once can trip CPython's compiler ("AST constructor
-# recursion depth mismatch")
+# the modules the job's threads need (scenario builds, UMAP) are imported here, in the page's
+# thread: modules first imported by two threads at once can trip CPython's compiler ("AST
+# constructor recursion depth mismatch")
 import sklearn.decomposition  # noqa: F401 - PCA, imported lazily by mimmx.evaluation.embeddings
 import threadpoolctl  # noqa: F401 - likewise
 import torch
