@@ -81,7 +81,7 @@ def figure(key: str, version, build, shared=None):
 
 def show_progress(job: session.Job, req: session.Request, live: bool, first: bool = False,
                   waiting: bool = False) -> None:
-    """Status, accuracy curves and losses / γ's: polled while training (every second until the
+    """Status, accuracy curves and losses / γ's: polled while training (every half second until the
     ``first`` accuracy point, then every PROGRESS_EVERY seconds)."""
     with session.page_turn():  # a fragment's redraw waits its turn too
         s = job.snapshot(keys=("key", "cached", "history", "steps", "queued", "joined"))
@@ -217,11 +217,11 @@ def show_mimmx(scenario: str, req: session.Request, job: session.Job | None) -> 
         show_robustness(req)
     if job is not None:
         live = job.running
-        # every second until the first accuracy point, so that the first curves show at once
+        # every half second until the first accuracy point, so that the first curves show at once
         runs = job.snapshot(keys=("history", "queued", "joined"))["runs"]
         first = live and not any(run["history"] for run in runs.values())
         waiting = live and only_waiting(runs)
-        every = WAIT_EVERY if waiting else 1.0 if first else PROGRESS_EVERY
+        every = WAIT_EVERY if waiting else 0.5 if first else PROGRESS_EVERY
         st.fragment(show_progress, run_every=every if live else None)(job, req, live, first, waiting)
         # nothing to show while waiting: the status's redraw reruns the page when that changes
         st.fragment(show_results, run_every=RESULTS_EVERY if live and not waiting else None)(job)

@@ -310,7 +310,7 @@ def prebuild(req: Request) -> threading.Thread | None:
 
     def build():
         try:
-            scenario_for(cfg)
+            info_of(cfg, scenario_for(cfg))  # what Train shows first, made now
         except Exception:  # noqa: BLE001, S110 - Train shows the error
             pass
 
