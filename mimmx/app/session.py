@@ -184,12 +184,14 @@ class Scheduler:
     training for another session joins it (waits for its record) instead of training twice;
     the others wait in line, first come first served, and can tell their place."""
 
-    def __init__(self, slots: int | None = None):
+    def __init__(self, slots: int | None = None, workers: Workers | None = None):
         self.slots = slots or int(os.environ.get(SLOTS_ENV_VAR) or PARALLEL_RUNS)
+        if workers is not None and workers.n < self.slots:
+            raise ValueError(f"{workers.n} training processes cannot serve {self.slots} slots")
         self._cond = threading.Condition()
         self._running: dict[str, threading.Event] = {}  # key -> set when its training ends
         self._queue: list[object] = []  # tickets waiting for a slot, in order
-        self.workers = Workers(self.slots)  # the training processes, one per slot
+        self.workers = workers or Workers(self.slots)  # the training processes, one per slot
         self.trained: list[str] = []  # keys trained, in order (for tests and the load bench)
         self.peak = 0  # the most trainings that ran at once
 
