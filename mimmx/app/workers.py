@@ -34,13 +34,20 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from multiprocessing.connection import Client, Listener
 
+from mimmx.errors import UserError
+
 WORKER_NICE = 5  # the workers' niceness: a busy CPU serves the page's requests first
 START_TIMEOUT = 120.0  # seconds a new worker may take to import torch and say it is ready
 KEY_ENV_VAR = "MIMMX_WORKER_KEY"  # the connection's authentication key, handed to the worker
 
 
-class WorkerDied(RuntimeError):
-    pass
+class TrainingFailed(UserError):
+    """A training in a worker process failed: the message, already worded for the page, says
+    why (the worker formats its own exception)."""
+
+
+class WorkerDied(TrainingFailed):
+    """The training process ended or never started."""
 
 
 class Worker:
@@ -106,7 +113,7 @@ class Worker:
             if msg[0] in ("done", "stopped"):
                 return msg
             if msg[0] == "error":
-                raise RuntimeError(msg[1])
+                raise TrainingFailed(msg[1])
             on_event(msg)
 
     def close(self) -> None:
@@ -186,7 +193,7 @@ def serve(address: str) -> None:  # pragma: no cover - runs in the worker proces
         try:
             conn.send(_train(task, conn))
         except Exception as err:  # noqa: BLE001 - reported to the page, which shows it
-            msg = str(err) if _is_user_error(err) else f"{type(err).__name__}: {err}"
+            msg = str(err) if isinstance(err, (UserError, ValueError)) else f"{type(err).__name__}: {err}"
             traceback.print_exc()
             conn.send(("error", msg))
 
@@ -197,12 +204,6 @@ def _receive(conn):
         return conn.recv()
     except (EOFError, OSError):
         return None
-
-
-def _is_user_error(err: Exception) -> bool:
-    from mimmx.errors import UserError
-
-    return isinstance(err, (UserError, ValueError))
 
 
 def _apply_env(env: dict[str, str]) -> None:
