@@ -134,7 +134,7 @@ def main() -> None:
         warm = job_times(True, True, ResultStore(f"{tmp}/warm"))
         print(f"in-process, scenario prebuilt: first step {warm['first_step']:.2f} s, "
               f"first evaluation {warm['first_eval']:.2f} s, whole run {warm['total']:.1f} s, "
-              f"live embeddings {100 * warm['live_share']:.1f} % of the training thread")
+              f"live embeddings {100 * warm['live_share']:.1f} % of the training time")
         if args.no_browser or browser.missing():
             print("browser: skipped" + (f" (missing {browser.missing()})" if browser.missing() else ""))
         else:
