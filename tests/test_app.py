@@ -361,7 +361,8 @@ def test_a_run_kept_at_chance_says_so_from_the_training_process_to_the_page(real
 
 def test_a_training_process_that_dies_is_reported_and_replaced(real_data, tmp_path, monkeypatch):
     """Trainings run in worker processes: one killed mid-run (out of memory, say) ends its job
-    with an error that says so, and the next job gets a new worker and trains."""
+    with an error that says so, and the next job gets a new worker and trains; one killed while
+    idle is replaced before a job would get it."""
     from mimmx.app import session
     from mimmx.runs import ResultStore
 
@@ -383,6 +384,14 @@ def test_a_training_process_that_dies_is_reported_and_replaced(real_data, tmp_pa
     job.thread.join(120)
     assert job.snapshot()["status"] == "done", job.snapshot()["error"]
     assert scheduler.workers.members[0] is not worker
+    idle = scheduler.workers.members[0]
+    idle.process.kill()  # one that dies while idle is replaced before it is lent
+    idle.process.wait(10)
+    job = session.Job(session.configs(dataclasses.replace(req, epochs=1, seed=1)), ResultStore(tmp_path),
+                      scheduler=scheduler).start()
+    job.thread.join(120)
+    assert job.snapshot()["status"] == "done", job.snapshot()["error"]
+    assert scheduler.workers.members[0] is not idle
     scheduler.workers.close()
 
 

@@ -150,14 +150,18 @@ class Workers:
     @contextmanager
     def acquire(self):
         self.start()
-        worker = self._idle.get()
+        worker = self._replaced_if_dead(self._idle.get())  # an idle one may have died too
         try:
             yield worker
         finally:
-            if not worker.alive:
-                with self._lock:
-                    self.members[self.members.index(worker)] = worker = Worker()
-            self._idle.put(worker)
+            self._idle.put(self._replaced_if_dead(worker))
+
+    def _replaced_if_dead(self, worker: Worker) -> Worker:
+        if worker.alive:
+            return worker
+        with self._lock:
+            self.members[self.members.index(worker)] = fresh = Worker()
+        return fresh
 
     def close(self) -> None:
         """End the idle workers (call when none is lent)."""
