@@ -199,13 +199,13 @@ def show_robustness(req: session.Request) -> None:
     fig = charts.shared(("robustness", req.scenario, req.r, tuple(frame.itertuples(index=False))),
                         lambda: charts.robustness_figure(frame, req.scenario, req.r))
     st.subheader("How each method holds up as the shortcut gets stronger")
-    if fig is None:
+    if frame.empty:
         st.caption("No run of this scenario at these settings is stored yet: press Train, or run "
                    "`python -m mimmx warm-cache` before class to store r = 0.5, 0.7, 0.9, 0.99.")
-        return
-    st.caption("Each point is a stored run at these settings (solid: Inverted, dotted: "
-               "Validation). A method that uses the shortcut keeps Validation and falls on "
-               "Inverted as r grows; the dashed line is the sidebar's r.")
+    else:
+        st.caption("Each point is a stored run at these settings (solid: Inverted, dotted: "
+                   "Validation). A method that uses the shortcut keeps Validation and falls on "
+                   "Inverted as r grows; the dashed line is the sidebar's r.")
     st.plotly_chart(fig, width="stretch", key="robustness")
 
 

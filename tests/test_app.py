@@ -2,6 +2,7 @@
 trains a tiny request in its background thread, and shows bad input as an error."""
 
 import dataclasses
+import json
 import os
 import time
 from pathlib import Path
@@ -40,6 +41,12 @@ def test_app_starts_and_lists_the_datasets(app):
     table = app.dataframe[0].value
     assert len(table) == 8 and set(table["state"]) == {"verified"}
     assert app.sidebar.selectbox[0].value == "exp1"
+    # an empty store: the robustness panel still draws its axes, chance line and the slider's r,
+    # so the browser has plotly's code loaded before the first Train
+    panel = json.loads(app.get("plotly_chart")[0].proto.spec)
+    assert not [t for t in panel["data"] if t.get("x")]
+    assert app.sidebar.slider[0].value in [shape.get("x0") for shape in panel["layout"]["shapes"]]
+    assert any("Train adds one" in a["text"] for a in panel["layout"]["annotations"])
 
 
 def test_train_shows_accuracy_curves_and_final_table(app):

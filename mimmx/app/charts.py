@@ -37,15 +37,18 @@ def shared(identity, build: Callable[[], go.Figure | None]) -> go.Figure | None:
     return fig
 
 
-def robustness_figure(frame: pd.DataFrame, scenario: str, r_now: float | None) -> go.Figure | None:
+def robustness_figure(frame: pd.DataFrame, scenario: str, r_now: float | None) -> go.Figure:
     """Inverted (solid) and Validation (dotted) y accuracy against r of the stored runs
     (:func:`mimmx.app.session.robustness`, drawn as ``mimmx sweep`` draws it), the sidebar's r
-    marked; None without stored runs."""
+    marked. Without stored runs, the empty axes with a note: the page draws them from the start,
+    which also has the browser load plotly's code (4.7 MB, over a second to parse on a busy
+    core) before the first Train rather than after it."""
     from mimmx.runs.reproduce import sweep_figure
 
-    if frame.empty:
-        return None
     fig = sweep_figure(frame, scenario)
+    if frame.empty:
+        fig.add_annotation(x=0.75, y=75, showarrow=False,
+                           text="no stored run at these settings yet: Train adds one")
     if r_now is not None:
         fig.add_vline(x=r_now, line_dash="dash", line_color="black", annotation_text=f"r = {r_now:g}")
     fig.update_layout(title=None, height=380, yaxis_range=[0, 100], xaxis_range=[0.48, 1.01])
