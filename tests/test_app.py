@@ -4,6 +4,8 @@ trains a tiny request in its background thread, and shows bad input as an error.
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -485,3 +487,14 @@ def test_pages_are_drawn_a_few_at_a_time_and_a_fragment_inside_a_page_passes():
         t.join(10)
     assert not any(t.is_alive() for t in threads)  # nobody waits for a turn it holds
     assert 1 <= most[0] <= session.PARALLEL_RUNS
+
+
+def test_a_training_process_whose_server_has_gone_ends_quietly(tmp_path):
+    # a server stopped while its training processes still import torch: they find no server to
+    # connect to, and end without a traceback in the server's log
+    from mimmx.app import workers
+
+    env = {**os.environ, workers.KEY_ENV_VAR: "00" * 16}
+    done = subprocess.run([sys.executable, "-m", "mimmx.app.workers", str(tmp_path / "gone")],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr

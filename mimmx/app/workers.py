@@ -186,8 +186,11 @@ def serve(address: str) -> None:  # pragma: no cover - runs in the worker proces
     import mimmx.evaluation  # noqa: F401
     from mimmx.device import THREADS_ENV_VAR
 
-    conn = Client(address, authkey=bytes.fromhex(os.environ.pop(KEY_ENV_VAR)))
-    conn.send(("ready",))
+    try:
+        conn = Client(address, authkey=bytes.fromhex(os.environ.pop(KEY_ENV_VAR)))
+        conn.send(("ready",))
+    except (OSError, EOFError):  # the server ended while this process was starting: nothing to do
+        return
     while (task := _receive(conn)) is not None:
         if not isinstance(task, dict):  # a stop for a task that has ended
             continue
