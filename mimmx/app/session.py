@@ -90,7 +90,9 @@ def default_request(scenario: str = "exp1") -> Request:
     """The poster's settings of an experiment, with the app's short default training."""
     labels = [r.label for r in rows(scenario)]
     shown = [m for m in ("Baseline", "MIMM-X + DLS + CAW", "MIMM") if m in labels]
-    m = row_config(scenario, rows(scenario)[0]).method  # the experiment's knobs
+    # the knobs of the app's MIMM-X (full) row where the scenario has one, else the experiment's
+    row = next((r for r in rows(scenario) if r.label == "MIMM-X + DLS + CAW"), rows(scenario)[0])
+    m = row_config(scenario, row).method
     r = get_spec(scenario).factors[0].r if takes_r(scenario) else None  # the slider's start
     return Request(scenario, tuple(shown[:2]), r, m.lam, m.alpha_y, m.alpha_z, m.beta_y, m.n_b,
                    2 if tiny() else 10)
