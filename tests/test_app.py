@@ -128,6 +128,15 @@ def test_configs_carry_the_sliders_and_reject_bad_values(monkeypatch):
     assert cfgs["Baseline"].method.name == "baseline" and cfgs["Baseline"].scenario.r == 0.8
     assert mimmx_cfg.train.epochs == 4 and mimmx_cfg.train.eval_every == 1
     assert cfgs["Baseline"].hash() != mimmx_cfg.hash()
+    # a knob a method does not read leaves its key alone: the Baseline at λ 0.7 is the one at λ 5
+    again = session.configs(dataclasses.replace(req, lam=5.0))
+    assert again["Baseline"].hash() == cfgs["Baseline"].hash() != again["MIMM-X + DLS + CAW"].hash()
+    # the app's default MIMM-X is the shipped row (exp1: resampled losses at λ = 3)
+    from mimmx.runs.experiments import row_config, rows
+
+    shipped = row_config("exp1", {r.label: r for r in rows("exp1")}["MIMM-X + DLS + CAW"])
+    default = session.configs(session.default_request("exp1"))["MIMM-X + DLS + CAW"]
+    assert (default.method.lam, default.method.resample) == (shipped.method.lam, shipped.method.resample) == (3.0, True)
     assert not session.takes_r("exp3") and session.takes_r("exp1")
     with pytest.raises(UserError, match=r"'scenario.r' must be in \[0, 1\]"):
         session.configs(session.Request(r=1.5))
@@ -247,7 +256,9 @@ def test_warm_cache_fills_the_apps_store_and_never_retrains(real_data, tmp_path,
     frame = session.robustness(req)
     assert sorted(frame["method"]) == sorted(req.methods) and set(frame["r"]) == {req.r}
     assert frame["validation"].between(0, 100).all()
-    assert session.robustness(dataclasses.replace(req, lam=req.lam + 1)).empty
+    # at another λ only the Baseline's run is the same (it does not read λ); at other epochs none
+    assert session.robustness(dataclasses.replace(req, lam=req.lam + 1))["method"].tolist() == ["Baseline"]
+    assert session.robustness(dataclasses.replace(req, epochs=req.epochs + 1)).empty
     assert session.robustness(session.default_request("exp3")).empty  # tables, not r
     fig = charts.robustness_figure(frame, "exp1", req.r)
     assert len(fig.data) == 2 * len(req.methods) and req.r in [shape.x0 for shape in fig.layout.shapes]
@@ -340,7 +351,7 @@ def test_a_class_of_thirty_sessions_shares_one_server(real_data, tmp_path, monke
     assert all(s["status"] == "done" for s in states), [s["error"] for s in states]
     assert all(run["record"] for s in states for run in s["runs"].values())
     keys = {run["key"] for s in states for run in s["runs"].values()}
-    assert len(keys) == 3 * len(base.methods)
+    assert len(keys) == 1 + 3  # one Baseline (it does not read λ), MIMM-X at each of three λ
     assert sorted(scheduler.trained) == sorted(keys)  # nothing trained twice
     assert scheduler.peak <= 2
     if pool is None:
@@ -459,7 +470,7 @@ def test_the_robustness_panel_sees_a_run_as_soon_as_the_store_holds_it(tmp_path,
         [req.methods[0], req.r, 70.0, 71.0, 72.0]]
     # another r from the grid is looked up in the same pass, and a changed setting is not this run
     assert session.robustness(dataclasses.replace(req, r=0.7), results)["r"].tolist() == [req.r]
-    assert session.robustness(dataclasses.replace(req, lam=req.lam + 1), results).empty
+    assert session.robustness(dataclasses.replace(req, epochs=req.epochs + 1), results).empty
 
 
 def test_pages_are_drawn_a_few_at_a_time_and_a_fragment_inside_a_page_passes():

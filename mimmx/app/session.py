@@ -42,6 +42,7 @@ from mimmx.config import RunConfig
 from mimmx.device import get_device
 from mimmx.errors import UserError
 from mimmx.evaluation import embeddings_frame
+from mimmx.methods.base import METHODS
 from mimmx.models.network import MIMMNet
 from mimmx.runs.experiments import row_config, rows
 from mimmx.runs.store import ResultStore
@@ -173,7 +174,15 @@ def configs(req: Request) -> dict[str, RunConfig]:
         changes["scenario.n_train"] = n_train
     if tiny():
         changes.update({"scenario.n_selection": 200, "scenario.n_test": 200})
-    return {m: row_config(req.scenario, by_label[m], req.seed).replace(changes) for m in req.methods}
+    return {m: _with(row_config(req.scenario, by_label[m], req.seed), changes) for m in req.methods}
+
+
+def _with(cfg: RunConfig, changes: dict) -> RunConfig:
+    """``cfg`` with ``changes``, leaving out the sidebar's ``method.*`` knobs its method does not
+    read: a Baseline beside MIMM-X at λ = 3 is the stored Baseline, not a new key."""
+    live = METHODS[cfg.method.name].live_keys(cfg.method)
+    return cfg.replace({k: v for k, v in changes.items()
+                        if not k.startswith("method.") or k.removeprefix("method.") in live})
 
 
 def class_mode() -> bool:
