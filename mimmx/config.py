@@ -152,6 +152,11 @@ class MethodConfig:
         "Draw the classification losses' batches with every cell (y, z_1..z_N) equally likely, as "
         "Rebalance does, instead of as the training set comes. Methods with a dependence penalty "
         "only; the penalty's own batches are set by method.estimator.balanced.")})
+    penalty_batch: str = field(default="drawn", metadata={"help": (
+        "Where the encoder step computes the penalty: \"drawn\", on a batch of its own drawn as "
+        "the estimator's are (cell-balanced with method.estimator.balanced), or \"task\", on the "
+        "classification losses' batch, which saves one encoder pass per step; with "
+        "method.resample the two are drawn alike.")})
     penalised: str = field(default="all", metadata={"help": (
         "The factors whose f_z the penalty pairs with f_y: \"all\", or a comma-separated list of "
         "factor names or z-indices (\"marker\", \"z1,z3\"). The heads learn every factor either "
@@ -196,7 +201,7 @@ _HASH_NEUTRAL = {("train", "channels_last"): False, ("method", "estimator", "red
                  ("method", "estimator", "standardize"): False,
                  ("method", "penalty_split"): 0.0, ("method", "debias"): False,
                  ("method", "estimator", "batch_size"): None, ("method", "penalised"): "all",
-                 ("method", "resample"): False,
+                 ("method", "resample"): False, ("method", "penalty_batch"): "drawn",
                  ("method", "estimator", "per_factor_batches"): False,
                  ("model", "z_encoders"): "shared"}
 

@@ -265,3 +265,32 @@ def test_per_factor_batches_give_each_factor_its_own_balanced_share():
     with pytest.raises(ConfigError, match="per_factor_batches needs"):
         build_method(RunConfig().override(["method.name=dcor", "method.estimator.per_factor_batches=true"]).method,
                      Dims(2, (2, 2), 2, (2, 2)), 1)
+
+
+def test_penalty_batch_task_computes_the_penalty_on_the_losses_batch_with_one_encoder_pass_less():
+    """method.penalty_batch=task: the encoder step's penalty sees the losses' own batch (its
+    labels), and an update runs one network pass fewer than with a drawn penalty batch."""
+    from mimmx.models.network import MIMMNet
+
+    data = marker_split(600, r=0.9)
+    net = MIMMNet("conv4", 2, [2], [2, 2], head="identity", width=4)
+    passes = []
+    net.register_forward_hook(lambda module, args, out: passes.append(len(args[0])))
+    idx = torch.arange(150)
+    for where, expected in (("drawn", 3), ("task", 2)):  # N_B = 2: encoder step + one estimator step
+        cfg = RunConfig().override(["method.name=mimmx", "method.n_b=2", "method.resample=true",
+                                    f"method.penalty_batch={where}"]).method
+        method = build_method(cfg, Dims(2, (2,), 2, (2,)), 1)
+        method.seed(0)
+        method.setup(net, data, RunConfig().train, torch.Generator().manual_seed(0))
+        seen = []
+        penalty = method.penalty
+        method.penalty = lambda parts, y, z: (seen.append(y), penalty(parts, y, z))[1]
+        passes.clear()
+        kinds = [logs["kind"] for logs in method.update(idx, 0.0)]
+        assert kinds == ["encoder", "estimator"] and len(passes) == expected, (where, passes)
+        assert torch.equal(seen[0], data.y[idx]) == (where == "task")
+    with pytest.raises(Exception, match="penalty_batch must be 'drawn' or 'task'"):
+        m = build_method(RunConfig().override(["method.name=mimmx", "method.penalty_batch=own"]).method,
+                         Dims(2, (2,), 2, (2,)), 1)
+        m.setup(net, data, RunConfig().train, torch.Generator().manual_seed(0))

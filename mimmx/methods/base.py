@@ -178,6 +178,8 @@ class Method(nn.Module):
         if m.estimator_batches not in ("forward", "bank"):
             raise ConfigError(f"method.estimator_batches must be 'forward' or 'bank', "
                               f"got {m.estimator_batches!r}")
+        if m.penalty_batch not in ("drawn", "task"):
+            raise ConfigError(f"method.penalty_batch must be 'drawn' or 'task', got {m.penalty_batch!r}")
         if m.estimator_batches == "bank" and m.alternation != "per_step":
             raise ConfigError("method.estimator_batches=bank needs method.alternation=per_step")
         self.opt = self.make_optimiser(model, cfg)
@@ -230,8 +232,8 @@ class Method(nn.Module):
             kinds = ["encoder"] + ["estimator"] * (self.n_b - 1)
         for k, kind in enumerate(kinds):
             if kind == "encoder":
-                logs = self.encoder_step(idx, self._draw() if self.pen_weights is not None else None,
-                                         progress)
+                drawn = self.pen_weights is not None and self.cfg.penalty_batch == "drawn"
+                logs = self.encoder_step(idx, self._draw() if drawn else None, progress)
             else:
                 if self.cfg.estimator_batches == "bank":  # k-th newest penalty batch, fresh shuffles
                     batch = self.bank[-1 - (k - 1) % len(self.bank)]
