@@ -50,7 +50,8 @@ def robustness_figure(frame: pd.DataFrame, scenario: str, r_now: float | None) -
         fig.add_annotation(x=0.75, y=75, showarrow=False,
                            text="no stored run at these settings yet: Train adds one")
     if r_now is not None:
-        fig.add_vline(x=r_now, line_dash="dash", line_color="black", annotation_text=f"r = {r_now:g}")
+        fig.add_vline(x=r_now, line_dash="dash", line_color="black", annotation_text=f"r = {r_now:g}",
+                      annotation_position="top")  # above the axes, clear of the curves
     fig.update_layout(title=None, height=380, yaxis_range=[0, 100], xaxis_range=[0.48, 1.01])
     return fig
 
