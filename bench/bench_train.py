@@ -2,6 +2,11 @@
 and the epoch-time ratio MIMM-X / baseline (issue 21's cost target: at most 2).
 
     python bench/bench_train.py [--scenario exp1] [--epochs 1] [--set key=value ...]
+        [--mimmx-set key=value ...]
+
+Each method's epoch is split into its parts (the seconds of the encoder steps, of the estimator
+steps' encoder passes and of their critic updates), so where a MIMM-X epoch's time goes is
+measured, not guessed. ``--mimmx-set`` changes the MIMM-X row only (e.g. ``method.n_b=3``).
 
 Also prints evaluation throughput (forward passes over the Validation set) at the trainer's
 batch (``EVAL_BATCH``) and at 2,000 images per pass, the old default. ``--set
@@ -30,6 +35,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--set", dest="overrides", action="append", default=[])
+    p.add_argument("--mimmx-set", dest="mimmx_overrides", action="append", default=[])
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -40,11 +46,13 @@ def main() -> None:
     timing = {}
     for label in ("Baseline", "MIMM-X + DLS + CAW"):
         cfg = row_config("exp1", rows[label]).override([f"scenario.name={args.scenario}", f"train.epochs={args.epochs}",
-                            "train.eval_every=1000", *args.overrides])
+                            "train.eval_every=1000", *args.overrides,
+                            *(args.mimmx_overrides if label != "Baseline" else [])])
         scenario = scenario or build_scenario(cfg)
         t = time.perf_counter()
         clock = Clock()
-        result = train(cfg, scenario, [clock])
+        with Breakdown() as parts:
+            result = train(cfg, scenario, [clock])
         timing[label] = clock.seconds
         n = len(scenario.splits["train"]) * args.epochs
         print(f"{label:22s} {n / clock.seconds:8.0f} training images/s, {clock.seconds / args.epochs:.2f} s "
@@ -52,6 +60,8 @@ def main() -> None:
               f"{clock.steps.get('estimator', 0) // args.epochs} estimator steps; batch {cfg.train.batch_size}, N_B {cfg.method.n_b}, estimator "
               f"{cfg.method.estimator.name}/{cfg.method.estimator.marginals}/width "
               f"{cfg.method.estimator.width}; run {time.perf_counter() - t:.1f} s incl. eval)")
+        print(f"{'':22s} an epoch: " + ", ".join(f"{name} {sec / args.epochs:.2f} s"
+                                                 for name, sec in parts.seconds.items() if sec))
         for batch in (EVAL_BATCH, 2000):
             result.features("validation", batch)  # warm
             t = time.perf_counter()
@@ -59,6 +69,39 @@ def main() -> None:
             print(f"{'':22s} {n / (time.perf_counter() - t):8.0f} evaluation images/s (batch {batch})")
     ratio = timing["MIMM-X + DLS + CAW"] / timing["Baseline"]
     print(f"epoch-time ratio MIMM-X / baseline: {ratio:.2f}")
+
+
+class Breakdown:
+    """Times the parts of every update while active, by wrapping :class:`Method`'s step
+    functions: the encoder steps (forward and backward passes, task batch and penalty batch),
+    the estimator steps' encoder passes (``_features``) and their critic updates."""
+
+    PARTS = {"encoder steps": "encoder_step", "estimator encoder passes": "_features",
+             "estimator critic updates": "estimator_step"}
+
+    def __enter__(self) -> Breakdown:
+        from mimmx.methods.base import Method
+
+        self.seconds = dict.fromkeys(self.PARTS, 0.0)
+        self.saved = {attr: getattr(Method, attr) for attr in self.PARTS.values()}
+        for name, attr in self.PARTS.items():
+            setattr(Method, attr, self._timed(name, self.saved[attr]))
+        return self
+
+    def _timed(self, name: str, fn):
+        def timed(*args, **kw):
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kw)
+            finally:
+                self.seconds[name] += time.perf_counter() - t
+        return timed
+
+    def __exit__(self, *exc) -> None:
+        from mimmx.methods.base import Method
+
+        for attr, fn in self.saved.items():
+            setattr(Method, attr, fn)
 
 
 class Clock:

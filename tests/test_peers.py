@@ -284,8 +284,12 @@ def test_penalty_batch_task_computes_the_penalty_on_the_losses_batch_with_one_en
         method.seed(0)
         method.setup(net, data, RunConfig().train, torch.Generator().manual_seed(0))
         seen = []
-        penalty = method.penalty
-        method.penalty = lambda parts, y, z: (seen.append(y), penalty(parts, y, z))[1]
+
+        def spy(parts, y, z, penalty=method.penalty, seen=seen):
+            seen.append(y)
+            return penalty(parts, y, z)
+
+        method.penalty = spy
         passes.clear()
         kinds = [logs["kind"] for logs in method.update(idx, 0.0)]
         assert kinds == ["encoder", "estimator"] and len(passes) == expected, (where, passes)
