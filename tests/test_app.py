@@ -131,12 +131,13 @@ def test_configs_carry_the_sliders_and_reject_bad_values(monkeypatch):
     # a knob a method does not read leaves its key alone: the Baseline at λ 0.7 is the one at λ 5
     again = session.configs(dataclasses.replace(req, lam=5.0))
     assert again["Baseline"].hash() == cfgs["Baseline"].hash() != again["MIMM-X + DLS + CAW"].hash()
-    # the app's default MIMM-X is the shipped row (exp1: resampled losses at λ = 3)
+    # the app's default MIMM-X is the shipped row (exp1: resampled losses at λ = 3, gradient scaling)
     from mimmx.runs.experiments import row_config, rows
 
     shipped = row_config("exp1", {r.label: r for r in rows("exp1")}["MIMM-X + DLS + CAW"])
     default = session.configs(session.default_request("exp1"))["MIMM-X + DLS + CAW"]
-    assert (default.method.lam, default.method.resample) == (shipped.method.lam, shipped.method.resample) == (3.0, True)
+    knobs = lambda m: (m.lam, m.resample, m.grad_scaling)  # noqa: E731
+    assert knobs(default.method) == knobs(shipped.method) == (3.0, True, True)
     assert not session.takes_r("exp3") and session.takes_r("exp1")
     with pytest.raises(UserError, match=r"'scenario.r' must be in \[0, 1\]"):
         session.configs(session.Request(r=1.5))
