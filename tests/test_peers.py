@@ -298,3 +298,33 @@ def test_penalty_batch_task_computes_the_penalty_on_the_losses_batch_with_one_en
         m = build_method(RunConfig().override(["method.name=mimmx", "method.penalty_batch=own"]).method,
                          Dims(2, (2,), 2, (2,)), 1)
         m.setup(net, data, RunConfig().train, torch.Generator().manual_seed(0))
+
+
+def test_gradient_scaling_caps_the_penalty_gradient_at_the_task_gradient():
+    """method.grad_scaling: λ·D enters scaled by min(1, ‖∂L_task/∂f‖ / ‖∂(λ·D)/∂f‖), so a strong
+    penalty's gradient on the features is as large as the task's and no larger, and a weak one
+    is left as it is."""
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(0)
+    y, z = torch.randint(0, 2, (150,), generator=g), torch.randint(0, 2, (150, 1), generator=g)
+    base = [torch.randn(150, 2, generator=g) + 2 * z.float(), torch.randn(150, 2, generator=g) + 2 * z.float()]
+
+    def scaled(lam: float) -> tuple[float, float, float]:
+        cfg = RunConfig().override(["method.name=dcor", "method.grad_scaling=true", f"method.lam={lam}"]).method
+        m = build_method(cfg, Dims(2, (2,), 2, (2,)), 1)
+        parts = [p.clone().requires_grad_(True) for p in base]
+        _, logs = m.encoder_loss(parts, parts, y, z, 0.0)
+        task = F.cross_entropy(parts[0], y) + F.cross_entropy(parts[1], z[:, 0])
+        pen = lam * logs["penalty_scale"] * m.penalty(parts, y, z)[0]
+
+        def norm(loss: torch.Tensor) -> float:  # on every part it reaches (the penalty: f_y only)
+            grads = torch.autograd.grad(loss, parts, allow_unused=True)
+            return float(torch.cat([g_.flatten() for g_ in grads if g_ is not None]).norm())
+
+        return logs["penalty_scale"], norm(task), norm(pen)
+
+    scale, task, pen = scaled(1000.0)
+    assert scale < 0.01 and pen == pytest.approx(task, rel=1e-4)
+    scale, task, pen = scaled(0.001)
+    assert scale == 1.0 and pen < task
