@@ -294,7 +294,9 @@ def test_penalty_batch_task_computes_the_penalty_on_the_losses_batch_with_one_en
         kinds = [logs["kind"] for logs in method.update(idx, 0.0)]
         assert kinds == ["encoder", "estimator"] and len(passes) == expected, (where, passes)
         assert torch.equal(seen[0], data.y[idx]) == (where == "task")
-    with pytest.raises(Exception, match="penalty_batch must be 'drawn' or 'task'"):
+    from mimmx.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="penalty_batch must be 'drawn' or 'task'"):
         m = build_method(RunConfig().override(["method.name=mimmx", "method.penalty_batch=own"]).method,
                          Dims(2, (2,), 2, (2,)), 1)
         m.setup(net, data, RunConfig().train, torch.Generator().manual_seed(0))
