@@ -94,7 +94,8 @@ def job(args: tuple) -> dict:
             "wall": wall, "img_s": result.images_per_second, "overrides": overrides,
             "mi": result.best.get("estimate"), "history": [(e["epoch"], e["acc"]["selection"]["y"],
                                                             e["acc"]["inverted"]["y"],
-                                                            e["select"]["y_cell_balanced"]) for e in result.history],
+                                                            e["select"]["y_cell_balanced"], e["acc"]["balanced"]["y"])
+                                                           for e in result.history],
             "_np": np.__version__}
 
 
