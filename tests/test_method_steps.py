@@ -60,8 +60,11 @@ def test_steps_unchanged(scenario, case):
     assert [s[0] for s in got] == [s[0] for s in expected]  # the same kinds of steps, in order
     for g, e in zip(got, expected):
         assert [v is None for v in g] == [v is None for v in e], (case, g, e)
+        # rel 5e-3: the record was made on one CPU, and another's vector kernels round
+        # differently, a difference the run's steps grow (up to 1.2e-3 for dcor on an Intel Xeon
+        # against the AMD EPYC record); a 1 % change of λ moves these losses by 14 %
         assert [v for v in g[1:] if v is not None] == pytest.approx(
-            [v for v in e[1:] if v is not None], rel=1e-4, abs=1e-5), (case, g, e)
+            [v for v in e[1:] if v is not None], rel=5e-3, abs=1e-4), (case, g, e)
 
 
 if __name__ == "__main__":
