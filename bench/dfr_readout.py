@@ -17,23 +17,30 @@ import statistics as st
 SETS = ("validation", "inverted", "balanced")
 
 
-def readout_refit(experiment: str, label: str, seed: int) -> tuple[list[float], list[float]]:
-    """(kept, refit): the stored run's y accuracies on SETS, before and after DFR's refit."""
+def refit(model, method, experiment: str, seed: int) -> tuple[list[float], list[float]]:
+    """(kept, refit): ``model``'s y accuracies on SETS as trained, and after DFR's readout refit
+    (its y readout layer is replaced in place)."""
     from mimmx.runs.experiments import row_config, rows
-    from mimmx.runs.store import ResultStore
     from mimmx.trainer import build_model, build_scenario, evaluate
 
-    by_label = {r.label: r for r in rows(experiment)}
-    run = ResultStore().load_run(row_config(experiment, by_label[label], seed))
-    dfr_cfg = row_config(experiment, by_label["DFR"], seed)
+    dfr_cfg = row_config(experiment, {r.label: r for r in rows(experiment)}["DFR"], seed)
     scenario = build_scenario(dfr_cfg)  # the same draws, with DFR's held-out split
     _, dfr = build_model(dfr_cfg, scenario, "cpu")
     dfr.seed(seed)
-    model = run.model.cpu()
-    kept = evaluate(model, run.method.cpu(), scenario, SETS)["acc"]
+    model = model.cpu()
+    kept = evaluate(model, method.cpu(), scenario, SETS)["acc"]
     dfr.finish(model, scenario)
-    refit = evaluate(model, dfr, scenario, SETS)["acc"]
-    return [kept[s]["y"] for s in SETS], [refit[s]["y"] for s in SETS]
+    after = evaluate(model, dfr, scenario, SETS)["acc"]
+    return [kept[s]["y"] for s in SETS], [after[s]["y"] for s in SETS]
+
+
+def readout_refit(experiment: str, label: str, seed: int) -> tuple[list[float], list[float]]:
+    """:func:`refit` on the stored run of row ``label`` and ``seed``."""
+    from mimmx.runs.experiments import row_config, rows
+    from mimmx.runs.store import ResultStore
+
+    run = ResultStore().load_run(row_config(experiment, {r.label: r for r in rows(experiment)}[label], seed))
+    return refit(run.model, run.method, experiment, seed)
 
 
 def spread(values: list[float]) -> str:

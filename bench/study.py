@@ -10,6 +10,8 @@ would have kept in the same run (``y`` or ``y_cell_balanced``).
 An override ``row=SLUG`` (baseline, dcor, mimm, mimmx_plain, mimmx_dls, mimmx_caw, mimmx, ...)
 picks another row for that variant; ``factors=SOURCE,SOURCE`` swaps the scenario's factors for
 other induced transforms at the same r (e.g. ``factors=marker,site``: exp1 without thickness).
+``--readout`` adds DFR's readout refit on each kept model (``bench/dfr_readout.py``, a
+diagnostic: how far the features carry y; about 15 s a run).
 ``control=permuted`` is a control, not a method: the penalty and its estimator see f_z (and z)
 permuted across the batch, so there is no dependence to find and what acts on f_y is the
 penalty's noise alone.
@@ -47,7 +49,7 @@ def register_permuted(name: str) -> str:
 
 
 def job(args: tuple) -> dict:
-    experiment, row_label, name, overrides, seed = args
+    experiment, row_label, name, overrides, seed, readout = args
     os.environ["MIMMX_THREADS"] = "1"
     import numpy as np
 
@@ -81,6 +83,9 @@ def job(args: tuple) -> dict:
     # the model the other train.select would have kept, from the same run's evaluations
     other = "y_cell_balanced" if cfg.train.select == "y" else "y"
     alt = kept_evaluation(result.history, other)
+    if readout:  # last: the refit replaces the model's y readout
+        from dfr_readout import refit
+        readout = dict(zip(("val", "inv", "bal"), refit(result.model, result.method, experiment, seed)[1]))
     return {"experiment": experiment, **({"factors": pseudo["factors"]} if "factors" in pseudo else {}),
             "select": cfg.train.select, "sel_cb": result.best["select"]["y_cell_balanced"],
             f"by_{other}": {"epoch": alt["epoch"], **{s: alt["acc"][s]["y"] for s in
@@ -91,6 +96,7 @@ def job(args: tuple) -> dict:
             # every part's probes: off the diagonal, what a factor part knows of another factor
             "probes": {part: {z: float(m.loc[part, z]) for z in labels} for part in parts},
             "z_acc": [acc["validation"][f"z{i + 1}"] for i in range(n_z)],
+            **({"readout": readout} if readout else {}),
             "wall": wall, "img_s": result.images_per_second, "overrides": overrides,
             "mi": result.best.get("estimate"), "history": [(e["epoch"], e["acc"]["selection"]["y"],
                                                             e["acc"]["inverted"]["y"],
@@ -107,8 +113,9 @@ def main() -> None:
     p.add_argument("--experiment", default="exp1")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--log", default=None, help="append JSON lines here")
+    p.add_argument("--readout", action="store_true", help="add DFR's readout refit on each kept model")
     a = p.parse_args()
-    jobs = [(a.experiment, a.row, name, ov.split(), s) for name, ov in a.variant for s in a.seeds]
+    jobs = [(a.experiment, a.row, name, ov.split(), s, a.readout) for name, ov in a.variant for s in a.seeds]
     with ProcessPoolExecutor(a.jobs) as pool:
         for r in pool.map(job, jobs):
             print(f"{r['variant']:28s} s{r['seed']} val {r['val']:5.1f} inv {r['inv']:5.1f} bal {r['bal']:5.1f} "
@@ -120,6 +127,9 @@ def main() -> None:
             (other, alt), = ((k, v) for k, v in r.items() if k.startswith("by_"))
             print(f"{'':28s}    kept {other[3:]}: val {alt['validation']:5.1f} inv {alt['inverted']:5.1f} "
                   f"bal {alt['balanced']:5.1f} | ep {alt['epoch']}", flush=True)
+            if "readout" in r:
+                print(f"{'':28s}    DFR readout: val {r['readout']['val']:5.1f} inv {r['readout']['inv']:5.1f} "
+                      f"bal {r['readout']['bal']:5.1f}", flush=True)
             if a.log:
                 with open(a.log, "a") as f:
                     f.write(json.dumps({k: v for k, v in r.items() if k != "_np"}) + "\n")
