@@ -157,6 +157,13 @@ class MethodConfig:
         "the estimator's are (cell-balanced with method.estimator.balanced), or \"task\", on the "
         "classification losses' batch, which saves one encoder pass per step; with "
         "method.resample the two are drawn alike.")})
+    penalty_through: str = field(default="all", metadata={"help": (
+        "The images through which the penalty's gradient reaches f_y: \"all\", or \"majority\", "
+        "only those of a majority cell of each factor (y and z_i paired at least as often as "
+        "uniform in training); on the others f_y enters the penalty detached. On a balanced batch "
+        "the encoder can lower the estimate by moving the few minority training images, which it "
+        "fits anyway; through the majority images it can only lower it by dropping what they share "
+        "with f_z.")})
     penalised: str = field(default="all", metadata={"help": (
         "The factors whose f_z the penalty pairs with f_y: \"all\", or a comma-separated list of "
         "factor names or z-indices (\"marker\", \"z1,z3\"). The heads learn every factor either "
@@ -202,6 +209,7 @@ _HASH_NEUTRAL = {("train", "channels_last"): False, ("method", "estimator", "red
                  ("method", "penalty_split"): 0.0, ("method", "debias"): False,
                  ("method", "estimator", "batch_size"): None, ("method", "penalised"): "all",
                  ("method", "resample"): False, ("method", "penalty_batch"): "drawn",
+                 ("method", "penalty_through"): "all",
                  ("method", "estimator", "per_factor_batches"): False,
                  ("model", "z_encoders"): "shared"}
 
@@ -320,7 +328,7 @@ _RANGES: dict[str, tuple[str, typing.Callable[[float], bool]]] = {
 SELECT = ("y", "y_cell_balanced")  # train.select: the selection split's scores a model is kept by
 _CHOICES: dict[str, tuple[str, ...]] = {
     "train.select": SELECT, "method.alternation": ("per_step", "per_batch"),
-    "method.estimator_batches": ("forward", "bank"), "method.estimator.reduce": ("sum", "mean"),
+    "method.estimator_batches": ("forward", "bank"), "method.penalty_through": ("all", "majority"), "method.estimator.reduce": ("sum", "mean"),
     "method.estimator.marginals": ("shuffle", "all_pairs"), "method.estimator.gradient": ("ema", "biased"),
     "model.head": ("identity", "linear"), "model.z_encoders": ("shared", "per_factor"),
 }

@@ -330,3 +330,40 @@ def test_gradient_scaling_caps_the_penalty_gradient_at_the_task_gradient():
     assert scale < 0.01 and pen == pytest.approx(task, rel=1e-4)
     scale, task, pen = scaled(0.001)
     assert scale == 1.0 and pen < task
+
+
+@pytest.mark.parametrize("joint", [False, True])
+def test_penalty_through_majority_stops_the_gradient_at_minority_images(joint):
+    """method.penalty_through=majority: the penalty's gradient reaches f_y only on images whose
+    (y, z_i) pairing is a majority one in training; "all" reaches every image. The estimate
+    itself is the same either way."""
+    from mimmx.models.network import MIMMNet
+
+    data = marker_split(600, r=0.9)
+    data = SplitData(data.x, data.y, torch.cat([data.z, data.z], 1), data.index, "train")  # two factors
+    net = MIMMNet("conv4", 2, [2, 2], [2, 2, 2], head="identity", width=4)
+    torch.manual_seed(0)
+    f_y = torch.randn(40, 2, requires_grad=True)
+    parts = [f_y, torch.randn(40, 2), torch.randn(40, 2)]
+    y, z = data.y[:40], data.z[:40]
+    majority = (z == y[:, None]).all(1)  # r = 0.9: agreeing with y is the majority pairing
+    assert majority.any() and (~majority).any()
+    values = {}
+    for through in ("all", "majority"):
+        cfg = RunConfig().override(["method.name=mimmx", f"method.penalty_through={through}",
+                                    f"method.estimator.per_factor={str(not joint).lower()}"]).method
+        torch.manual_seed(1)  # the same critics for both
+        method = build_method(cfg, Dims(2, (2, 2), 2, (2, 2)), 1)
+        method.seed(0)
+        method.setup(net, data, RunConfig().train, torch.Generator().manual_seed(0))
+        assert [m.tolist() for m in method.majority.values()] == [[[True, False], [False, True]]] * 2
+        method.estimators.eval()  # batch statistics fixed: the value does not depend on the run
+        f_y.grad = None
+        pen, _ = method.penalty(parts, y, z)
+        pen.backward()
+        values[through] = float(pen.detach())
+        reached = f_y.grad.abs().sum(1) > 0
+        assert reached.all() if through == "all" else torch.equal(reached, majority), through
+    assert values["all"] == pytest.approx(values["majority"])
+    with pytest.raises(Exception, match="penalty_through"):
+        RunConfig().override(["method.penalty_through=minority"])

@@ -68,12 +68,14 @@ class DependencePenalty(Method):
     each estimate D enters as max(0, D), so a negative estimate never pays the encoder.
     ``method.penalised``: the factors i whose f_zi enter D (all by default). ``method.resample``:
     the losses' batches drawn with every cell (y, z_1..z_N) equally likely, as Rebalance's.
+    ``method.penalty_through = "majority"``: D(f̂_y, f_z) with f̂_y = f_y on images of a majority
+    (y, z_i) cell of every factor i the estimate pairs and sg(f_y) (detached) elsewhere.
     """
 
     estimator_name: str | None = None  # None: method.estimator.name
     only_first_factor = False
     reads = ("lam", "warmup_epochs", "one_sided", "grad_scaling", "nonnegative", "penalty_split", "debias",
-             "penalised", "resample", "penalty_batch", "estimator.per_factor", "estimator.balanced", "estimator.batch_size",
+             "penalised", "resample", "penalty_batch", "penalty_through", "estimator.per_factor", "estimator.balanced", "estimator.batch_size",
              "estimator.per_factor_batches")
     # the estimator's own knobs, for those with networks that train between encoder steps
     TRAINED = {"mine": ("width", "marginals", "gradient", "ema_rate", "conditional", "n_shuffles",
@@ -159,6 +161,25 @@ class DependencePenalty(Method):
     def sample_weights(self, y: Tensor, z: Tensor) -> Tensor | None:
         return cell_balancing_weights(y, z) if self.cfg.resample else None
 
+    def setup(self, model, data, cfg, generator) -> None:
+        super().setup(model, data, cfg, generator)
+        # majority[i][y, z_i]: (y, z_i) at least as frequent in training as if independent-uniform
+        self.majority = {}
+        for i in self.factors:
+            counts = torch.zeros(self.dims.n_y, self.dims.n_z[i], device=data.y.device)
+            counts.index_put_((data.y, data.z[:, i]), torch.ones_like(data.y, dtype=counts.dtype),
+                              accumulate=True)
+            self.majority[i] = counts >= counts.sum() / counts.numel()
+
+    def _through(self, f_y: Tensor, y: Tensor, z: Tensor, factors: list[int]) -> Tensor:
+        """f_y as the penalty sees it (``method.penalty_through``); z: (B, len(factors))."""
+        if self.cfg.penalty_through == "all":
+            return f_y
+        keep = torch.ones_like(y, dtype=torch.bool)
+        for col, i in enumerate(factors):
+            keep &= self.majority[i][y, z[:, col]]
+        return torch.where(keep[:, None], f_y, f_y.detach())
+
     def penalty_sample_weights(self, y: Tensor, z: Tensor) -> Tensor | None:
         """``estimator.balanced``: the penalty's batches are drawn with every cell
         (y, z_i of the penalised factors) equally likely; with ``per_factor_batches``, factor
@@ -200,8 +221,11 @@ class DependencePenalty(Method):
         if self.cfg.one_sided:  # f_z is anchored by its own heads; only f_y is pushed away
             f_zs = [f.detach() for f in f_zs]
         if self.per_factor:
-            terms = torch.stack([self._penalty(est, *self._share(k, f_y, f_z, zs[:, [k]], y))
-                                 for k, (est, f_z) in enumerate(zip(self.estimators, f_zs))])
+            terms = []
+            for k, (i, est, f_z) in enumerate(zip(self.factors, self.estimators, f_zs)):
+                fy, fz, zk, yk = self._share(k, f_y, f_z, zs[:, [k]], y)
+                terms.append(self._penalty(est, self._through(fy, yk, zk, [i]), fz, zk, yk))
+            terms = torch.stack(terms)
             logs = {f"mi_z{i + 1}": float(t) for i, t in zip(self.factors, terms.detach())}
             if self.cfg.nonnegative:
                 terms = terms.clamp(min=0)
@@ -211,7 +235,7 @@ class DependencePenalty(Method):
             logs.update({f"caw_z{i + 1}": float(v) for i, v in zip(self.factors, w)})
             return self.scale * self.attention.combine(terms), logs
         est = self.estimators[0]
-        pen = self._penalty(est, f_y, torch.cat(f_zs, 1), zs, y)
+        pen = self._penalty(est, self._through(f_y, y, zs, self.factors), torch.cat(f_zs, 1), zs, y)
         w = getattr(est, "last_weights", None)
         logs = {} if w is None else {f"caw_z{i + 1}": float(v) for i, v in zip(self.factors, w.mean(0))}
         return (pen.clamp(min=0) if self.cfg.nonnegative else pen), logs
