@@ -17,13 +17,16 @@ import statistics as st
 SETS = ("validation", "inverted", "balanced")
 
 
-def refit(model, method, experiment: str, seed: int) -> tuple[list[float], list[float]]:
+def refit(model, method, experiment: str, seed: int, scenario_overrides: list[str] = ()
+          ) -> tuple[list[float], list[float]]:
     """(kept, refit): ``model``'s y accuracies on SETS as trained, and after DFR's readout refit
-    (its y readout layer is replaced in place)."""
+    (its y readout layer is replaced in place). ``scenario_overrides``: the run's own
+    ``scenario.*`` overrides, so that DFR's held-out split is drawn beside the same training set."""
     from mimmx.runs.experiments import row_config, rows
     from mimmx.trainer import build_model, build_scenario, evaluate
 
-    dfr_cfg = row_config(experiment, {r.label: r for r in rows(experiment)}["DFR"], seed)
+    dfr_cfg = row_config(experiment, {r.label: r for r in rows(experiment)}["DFR"], seed).override(
+        list(scenario_overrides))
     scenario = build_scenario(dfr_cfg)  # the same draws, with DFR's held-out split
     _, dfr = build_model(dfr_cfg, scenario, "cpu")
     dfr.seed(seed)

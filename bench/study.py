@@ -85,7 +85,8 @@ def job(args: tuple) -> dict:
     alt = kept_evaluation(result.history, other)
     if readout:  # last: the refit replaces the model's y readout
         from dfr_readout import refit
-        readout = dict(zip(("val", "inv", "bal"), refit(result.model, result.method, experiment, seed)[1]))
+        scenario = [o for o in overrides if o.startswith("scenario.")]
+        readout = dict(zip(("val", "inv", "bal"), refit(result.model, result.method, experiment, seed, scenario)[1]))
     return {"experiment": experiment, **({"factors": pseudo["factors"]} if "factors" in pseudo else {}),
             "select": cfg.train.select, "sel_cb": result.best["select"]["y_cell_balanced"],
             f"by_{other}": {"epoch": alt["epoch"], **{s: alt["acc"][s]["y"] for s in
