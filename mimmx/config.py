@@ -328,7 +328,8 @@ _RANGES: dict[str, tuple[str, typing.Callable[[float], bool]]] = {
 SELECT = ("y", "y_cell_balanced")  # train.select: the selection split's scores a model is kept by
 _CHOICES: dict[str, tuple[str, ...]] = {
     "train.select": SELECT, "method.alternation": ("per_step", "per_batch"),
-    "method.estimator_batches": ("forward", "bank"), "method.penalty_through": ("all", "majority"), "method.estimator.reduce": ("sum", "mean"),
+    "method.estimator_batches": ("forward", "bank"), "method.penalty_through": ("all", "majority"),
+    "method.estimator.reduce": ("sum", "mean"),
     "method.estimator.marginals": ("shuffle", "all_pairs"), "method.estimator.gradient": ("ema", "biased"),
     "model.head": ("identity", "linear"), "model.z_encoders": ("shared", "per_factor"),
 }

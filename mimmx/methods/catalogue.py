@@ -75,8 +75,8 @@ class DependencePenalty(Method):
     estimator_name: str | None = None  # None: method.estimator.name
     only_first_factor = False
     reads = ("lam", "warmup_epochs", "one_sided", "grad_scaling", "nonnegative", "penalty_split", "debias",
-             "penalised", "resample", "penalty_batch", "penalty_through", "estimator.per_factor", "estimator.balanced", "estimator.batch_size",
-             "estimator.per_factor_batches")
+             "penalised", "resample", "penalty_batch", "penalty_through", "estimator.per_factor",
+             "estimator.balanced", "estimator.batch_size", "estimator.per_factor_batches")
     # the estimator's own knobs, for those with networks that train between encoder steps
     TRAINED = {"mine": ("width", "marginals", "gradient", "ema_rate", "conditional", "n_shuffles",
                         "standardize"),
