@@ -25,15 +25,17 @@ def test_poster_settings_per_experiment():
     c1 = row_config("exp1", full)
     assert (c1.method.alpha_y, c1.method.alpha_z, c1.method.beta_y, c1.method.n_b,
             c1.train.batch_size) == (0.3, 0.8, 0.01, 6, 150)
-    # exp1's MIMM-X rows, and only those, take the study's settings (docs/study/session16.md,
-    # session17.md); every other row keeps the poster's λ
-    for row in rows("exp1"):
-        m = row_config("exp1", row).method
-        assert (m.lam, m.resample, m.grad_scaling) == ((3.0, True, True) if row.method == "mimmx"
-                                                       else (1.5, False, False)), row.label
+    # exp1-3's MIMM-X rows, and only those, take the study's settings (docs/study/session16.md,
+    # session17.md, session20.md); every other row keeps the poster's λ
+    for exp in ("exp1", "exp2", "exp3"):
+        for row in rows(exp):
+            m = row_config(exp, row).method
+            assert (m.lam, m.resample, m.grad_scaling) == ((3.0, True, True) if row.method == "mimmx"
+                                                           else (1.5, False, False)), (exp, row.label)
     c2 = row_config("exp2", full)
     assert (c2.method.alpha_z, c2.method.n_b, c2.train.batch_size) == (0.7, 5, 100)
-    assert (c2.method.lam, c2.method.resample) == (1.5, False)
+    m = row_config("exp1_digits", full).method  # the other analogues keep the poster's
+    assert (m.lam, m.resample, m.grad_scaling) == (1.5, False, False)
     plain = row_config("exp1", {r.label: r for r in rows("exp1")}["MIMM-X"])
     assert not plain.method.dls and not plain.method.caw
     assert {r.method for r in rows("exp1")} >= {"baseline", "baseline_dls_caw", "rebalance", "dcor",
