@@ -4,6 +4,7 @@ weights, averaged per epoch; "capped": the share of encoder steps on which gradi
 (s < 1).
 
     python bench/dls_trace.py [--experiment exp1] [--row "MIMM-X + DLS + CAW"] [--epochs 6] [--seed 0]
+        [--set KEY=VALUE ...]
 
 2 CPU cores: about 15 s an exp1 epoch.
 """
@@ -27,13 +28,15 @@ def main() -> None:
     p.add_argument("--row", default="MIMM-X + DLS + CAW")
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the row's config, e.g. --set method.dls_penalty=true")
     a = p.parse_args()
     torch.set_num_threads(1)
     row = {r.label: r for r in rows(a.experiment)}[a.row]
-    cfg = row_config(a.experiment, row, seed=a.seed).override([f"train.epochs={a.epochs}"])
+    cfg = row_config(a.experiment, row, seed=a.seed).override([f"train.epochs={a.epochs}", *a.set])
     steps: list[dict] = []
     train(cfg, callbacks=[lambda e: steps.append(e) if e["type"] == "step" and e["kind"] == "encoder" else None])
-    keys = [k for prefix in PREFIXES for k in steps[-1] if k.startswith(prefix)]
+    keys = list(dict.fromkeys(k for prefix in PREFIXES for s in steps for k in s if k.startswith(prefix)))
     capped = "penalty_scale" in keys
     print("| epoch | " + " | ".join(keys) + (" | capped" if capped else "") + " |\n|"
           + " --- |" * (len(keys) + 1 + capped))
