@@ -1,7 +1,7 @@
 """What DLS and CAW do inside one run: the encoder steps' losses L_i, DLS's γ_i, the penalty D,
 gradient scaling's factor (λ·D enters as λ·s·D, s = min(1, ‖∂task/∂f‖ / ‖∂(λ·D)/∂f‖)) and CAW's
 weights, averaged per epoch; "capped": the share of encoder steps on which gradient scaling binds
-(s < 1).
+(s < 1; a step whose penalty weighs 0 is not capped).
 
     python bench/dls_trace.py [--experiment exp1] [--row "MIMM-X + DLS + CAW"] [--epochs 6] [--seed 0]
         [--set KEY=VALUE ...]
@@ -42,7 +42,7 @@ def main() -> None:
           + " --- |" * (len(keys) + 1 + capped))
     for ep in range(a.epochs):
         sel = [s for s in steps if ep <= s["epoch"] < ep + 1]
-        share = f" | {st.mean(s['penalty_scale'] < 1 for s in sel):.2f}" if capped else ""
+        share = f" | {st.mean(s.get('penalty_scale', 1.0) < 1 for s in sel):.2f}" if capped else ""
         print(f"| {ep + 1} | " + " | ".join(f"{st.mean(s[k] for s in sel if k in s):.3f}" for k in keys)
               + share + " |")
 
