@@ -164,6 +164,11 @@ class MethodConfig:
         "the encoder can lower the estimate by moving the few minority training images, which it "
         "fits anyway; through the majority images it can only lower it by dropping what they share "
         "with f_z.")})
+    dls_penalty: bool = field(default=False, metadata={"help": (
+        "Dynamic Loss Scaling over the penalty too: λ·D enters L̄ as one more loss, "
+        "L̄ = (Σ_i L_i + max(0, D)) / (N + 2), and is weighted γ_D = (max(0, D) / L̄)^α_Z like a "
+        "factor's loss, so a dependence that lags behind the losses is pushed harder and a met "
+        "one (D ≤ 0) pays nothing. Needs method.dls; methods with a dependence penalty only.")})
     penalised: str = field(default="all", metadata={"help": (
         "The factors whose f_z the penalty pairs with f_y: \"all\", or a comma-separated list of "
         "factor names or z-indices (\"marker\", \"z1,z3\"). The heads learn every factor either "
@@ -209,7 +214,7 @@ _HASH_NEUTRAL = {("train", "channels_last"): False, ("method", "estimator", "red
                  ("method", "penalty_split"): 0.0, ("method", "debias"): False,
                  ("method", "estimator", "batch_size"): None, ("method", "penalised"): "all",
                  ("method", "resample"): False, ("method", "penalty_batch"): "drawn",
-                 ("method", "penalty_through"): "all",
+                 ("method", "penalty_through"): "all", ("method", "dls_penalty"): False,
                  ("method", "estimator", "per_factor_batches"): False,
                  ("model", "z_encoders"): "shared"}
 

@@ -62,7 +62,7 @@ def test_keys_added_later_keep_old_hashes_at_their_neutral_value():
     del legacy["method"]["estimator"]["standardize"], legacy["method"]["estimator"]["batch_size"]
     del legacy["method"]["estimator"]["per_factor_batches"], legacy["model"]["z_encoders"]
     for key in ("group_eta", "group_l2", "jtt_epochs", "jtt_upweight", "nonnegative", "penalty_split",
-                "debias", "penalised", "resample", "penalty_batch", "penalty_through"):
+                "debias", "penalised", "resample", "penalty_batch", "penalty_through", "dls_penalty"):
         del legacy["method"][key]
     old = hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()[:16]
     assert cfg.hash() == old
@@ -73,7 +73,8 @@ def test_keys_added_later_keep_old_hashes_at_their_neutral_value():
                    "method.penalty_split=0.2", "method.debias=true",
                    "method.estimator.batch_size=600", "method.penalised=z1",
                    "method.estimator.per_factor_batches=true", "model.z_encoders=per_factor",
-                   "method.resample=true", "method.penalty_batch=task", "method.penalty_through=majority"):
+                   "method.resample=true", "method.penalty_batch=task", "method.penalty_through=majority",
+                   "method.dls_penalty=true"):
         assert cfg.override([change]).hash() != old, change
     assert RunConfig().hash() != old  # the default rule keeps models by the cell-balanced score
 

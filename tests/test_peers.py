@@ -367,3 +367,36 @@ def test_penalty_through_majority_stops_the_gradient_at_minority_images(joint):
     assert values["all"] == pytest.approx(values["majority"])
     with pytest.raises(Exception, match="penalty_through"):
         RunConfig().override(["method.penalty_through=minority"])
+
+
+def test_dls_penalty_weights_the_penalty_as_one_more_loss():
+    """method.dls_penalty: L = Σ γ_i L_i + γ_D·λ·D, the γ's DLS's over [L_0..L_N, max(0, D)], so a
+    met dependence (D ≤ 0) pays nothing; off, the γ's are over the losses alone and D enters at λ."""
+    import torch.nn.functional as F
+
+    from mimmx.errors import ConfigError
+    from mimmx.models.dls import dls_gammas
+
+    g = torch.Generator().manual_seed(0)
+    y, z = torch.randint(0, 2, (150,), generator=g), torch.randint(0, 2, (150, 1), generator=g)
+    parts = [torch.randn(150, 2, generator=g), torch.randn(150, 2, generator=g) + 2 * z.float()]
+    losses = torch.stack([F.cross_entropy(parts[0], y), F.cross_entropy(parts[1], z[:, 0])])
+    common = ["method.name=mimmx", "method.caw=false", "method.lam=2"]
+    for on in (True, False):
+        cfg = RunConfig().override([*common, f"method.dls_penalty={str(on).lower()}"]).method
+        m = build_method(cfg, Dims(2, (2,), 2, (2,)), 1)
+        for d in (0.3, -0.2):  # the estimate, fixed: this is about how it is weighed
+            m.penalty = lambda *_, d=d: (torch.tensor(d), {})
+            loss, logs = m.encoder_loss(parts, parts, y, z, 0.0)
+            if on:
+                gammas = dls_gammas(torch.cat([losses, torch.tensor([max(d, 0.0)])]), cfg.alpha_y, cfg.alpha_z)
+                assert logs["gamma_penalty"] == pytest.approx(float(gammas[-1]))
+                assert (logs["gamma_penalty"] == 0) == (d < 0) and abs(logs["gamma_penalty"] - 1) > 0.05
+                expected = (gammas[:-1] * losses).sum() + 2 * gammas[-1] * d
+            else:
+                assert "gamma_penalty" not in logs
+                expected = (dls_gammas(losses, cfg.alpha_y, cfg.alpha_z) * losses).sum() + 2 * d
+            assert float(loss) == pytest.approx(float(expected), rel=1e-5), (on, d)
+    with pytest.raises(ConfigError, match="dls_penalty"):
+        build_method(RunConfig().override([*common, "method.dls_penalty=true", "method.dls=false"]).method,
+                     Dims(2, (2,), 2, (2,)), 1)

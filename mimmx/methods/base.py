@@ -310,18 +310,26 @@ class Method(nn.Module):
 
     def encoder_loss(self, parts: list[Tensor], logits: list[Tensor], y: Tensor, z: Tensor,
                      epoch: float, penalty_batch: tuple | None = None) -> tuple[Tensor, dict]:
-        """L = Σ γ_i L_i + λ·penalty; ``epoch`` is fractional (e.g. 2.5). The penalty is computed
+        """L = Σ γ_i L_i + λ·penalty (with ``method.dls_penalty``, L = Σ γ_i L_i + γ_D·λ·penalty,
+        the γ's over [L_0..L_N, max(0, penalty)]); ``epoch`` is fractional (e.g. 2.5). The penalty is computed
         on ``penalty_batch = (parts, y, z)`` when given (see :meth:`penalty_sample_weights`),
         else on the training batch."""
         losses = self.task_losses(logits, y, z)
-        gammas = self.gammas(losses, epoch)
+        pen_parts, pen_y, pen_z = penalty_batch or (parts, y, z)
+        pen, pen_logs = self.penalty(pen_parts, pen_y, pen_z)
+        gamma_pen = 1.0
+        if pen is not None and self.cfg.dls_penalty:  # the penalty as one more loss in L̄
+            gammas = self.gammas(torch.cat([losses, pen.detach().clamp_min(0).reshape(1)]), epoch)
+            gammas, gamma_pen = gammas[:-1], float(gammas[-1])
+        else:
+            gammas = self.gammas(losses, epoch)
         loss = (gammas * losses).sum()
         logs = {f"loss_{k}": float(v) for k, v in zip(self.head_names, losses.detach())}
         logs.update({f"gamma_{k}": float(g) for k, g in zip(self.head_names, gammas)})
-        pen_parts, pen_y, pen_z = penalty_batch or (parts, y, z)
-        pen, pen_logs = self.penalty(pen_parts, pen_y, pen_z)
         if pen is not None:
-            weight = self.cfg.lam * float(epoch >= self.cfg.warmup_epochs)
+            weight = self.cfg.lam * gamma_pen * float(epoch >= self.cfg.warmup_epochs)
+            if self.cfg.dls_penalty:
+                logs["gamma_penalty"] = gamma_pen
             if self.cfg.grad_scaling and weight > 0:
                 weight *= self._gradient_ratio(loss, parts, weight * pen, pen_parts)
                 logs["penalty_scale"] = weight / self.cfg.lam

@@ -70,13 +70,16 @@ class DependencePenalty(Method):
     the losses' batches drawn with every cell (y, z_1..z_N) equally likely, as Rebalance's.
     ``method.penalty_through = "majority"``: D(f̂_y, f_z) with f̂_y = f_y on images of a majority
     (y, z_i) cell of every factor i the estimate pairs and sg(f_y) (detached) elsewhere.
+    ``method.dls_penalty``: DLS over the penalty too, γ_D·λ·D with γ_D = (max(0, D) / L̄)^α_Z and
+    max(0, D) one more loss in L̄.
     """
 
     estimator_name: str | None = None  # None: method.estimator.name
     only_first_factor = False
     reads = ("lam", "warmup_epochs", "one_sided", "grad_scaling", "nonnegative", "penalty_split", "debias",
-             "penalised", "resample", "penalty_batch", "penalty_through", "estimator.per_factor",
-             "estimator.balanced", "estimator.batch_size", "estimator.per_factor_batches")
+             "penalised", "resample", "penalty_batch", "penalty_through", "dls_penalty",
+             "estimator.per_factor", "estimator.balanced", "estimator.batch_size",
+             "estimator.per_factor_batches")
     # the estimator's own knobs, for those with networks that train between encoder steps
     TRAINED = {"mine": ("width", "marginals", "gradient", "ema_rate", "conditional", "n_shuffles",
                         "standardize"),
@@ -97,6 +100,9 @@ class DependencePenalty(Method):
 
     def __init__(self, cfg, dims: Dims, n_epochs: int):
         super().__init__(cfg, dims, n_epochs)
+        if cfg.dls_penalty and not self.use_dls:
+            raise ConfigError("method.dls_penalty=true weights the penalty by Dynamic Loss Scaling; "
+                              "turn DLS on (method.dls=true) or leave dls_penalty at false")
         e = cfg.estimator
         name = self.estimator_name or e.name
         if self.estimator_name and e.name not in (self.estimator_name, EstimatorConfig.name):
