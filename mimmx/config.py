@@ -165,9 +165,9 @@ class MethodConfig:
         "fits anyway; through the majority images it can only lower it by dropping what they share "
         "with f_z.")})
     dls_penalty: bool = field(default=False, metadata={"help": (
-        "Dynamic Loss Scaling over the penalty too: λ·D enters L̄ as one more loss, "
-        "L̄ = (Σ_i L_i + max(0, D)) / (N + 2), and is weighted γ_D = (max(0, D) / L̄)^α_Z like a "
-        "factor's loss, so a dependence that lags behind the losses is pushed harder and a met "
+        "Dynamic Loss Scaling over the penalty too: the estimate D enters L̄ as one more loss, "
+        "L̄ = (Σ_i L_i + max(0, D)) / (N + 2), and λ·D is weighted γ_D = (max(0, D) / L̄)^α_Z like "
+        "a factor's loss, so a dependence that lags behind the losses is pushed harder and a met "
         "one (D ≤ 0) pays nothing. Needs method.dls; methods with a dependence penalty only.")})
     penalised: str = field(default="all", metadata={"help": (
         "The factors whose f_z the penalty pairs with f_y: \"all\", or a comma-separated list of "
