@@ -196,6 +196,10 @@ class TrainConfig:
     # gradient then breaks ties (equal activations) differently, so numbers differ from the
     # default layout's within seed noise. exp1-3 turn it on (mimmx.runs.experiments).
     channels_last: bool = False
+    shift: int = field(default=0, metadata={"help": (
+        "Random translation of every training image by up to this many pixels along each axis "
+        "(edges replicated), drawn afresh on every training forward pass, for every method alike; "
+        "evaluation sees the images as they are. 0: none.")})
     # which evaluation's model is kept, judged on the confounded selection split only:
     # "y_cell_balanced" (its y accuracy with every cell (y, z_1..z_N) weighing the same, so that
     # a shortcut does not pay; docs/study/why-mimmx-works-history.md §12.3) | "y" (its plain y
@@ -216,7 +220,7 @@ _HASH_NEUTRAL = {("train", "channels_last"): False, ("method", "estimator", "red
                  ("method", "resample"): False, ("method", "penalty_batch"): "drawn",
                  ("method", "penalty_through"): "all", ("method", "dls_penalty"): False,
                  ("method", "estimator", "per_factor_batches"): False,
-                 ("model", "z_encoders"): "shared"}
+                 ("model", "z_encoders"): "shared", ("train", "shift"): 0}
 
 
 @dataclass

@@ -328,3 +328,44 @@ def test_an_estimator_name_the_method_would_ignore_is_refused():
                      dims, 1)
     for ok in (["method.name=dcor"], ["method.name=dcor", "method.estimator.name=dcor"]):
         assert build_method(RunConfig().override(ok).method, dims, 1).name == "dcor"
+
+
+def test_random_shift_translates_each_image_by_its_own_offset():
+    """x'[b, :, i, j] = x[b, :, i − dy_b, j − dx_b] inside the image, the edge row/column repeated
+    outside; every offset within ±k, and k = 2 draws more than one offset."""
+    from mimmx.methods.base import random_shift
+
+    x = torch.rand(64, 1, 12, 10)
+    gen = torch.Generator().manual_seed(0)
+    d = torch.randint(-2, 3, (2, 64), generator=torch.Generator().manual_seed(0))
+    out = random_shift(x, 2, gen)
+    assert out.shape == x.shape
+    for b in range(64):
+        dy, dx = int(d[0, b]), int(d[1, b])
+        rows = (torch.arange(12) - dy).clamp(0, 11)
+        cols = (torch.arange(10) - dx).clamp(0, 9)
+        assert torch.equal(out[b, 0], x[b, 0][rows][:, cols])
+        assert torch.equal(out[b, 0, 2:-2, 2:-2], torch.roll(x[b, 0], (dy, dx), (0, 1))[2:-2, 2:-2])
+    assert len({(int(a), int(c)) for a, c in d.T}) > 5
+
+
+@pytest.mark.filterwarnings("ignore:the kept model is at chance")
+def test_train_shift_changes_training_not_evaluation(tiny_scenario, monkeypatch):
+    """train.shift feeds the losses shifted images (never the same as the stored ones), while the
+    evaluation passes see the images as stored; a shift too large for the images is refused."""
+    from mimmx.models.network import MIMMNet
+
+    stored = batches_of(tiny_scenario.splits["train"].x)
+    seen = []
+    forward = MIMMNet.forward
+    monkeypatch.setattr(MIMMNet, "forward", lambda self, x: seen.append(x) or forward(self, x))
+    cfg = RunConfig().override(TINY + ["method.name=baseline", "train.epochs=1", "train.shift=2"])
+    train(cfg, tiny_scenario)
+    flat = stored.flatten(1)
+    first = [x for x in seen if len(x) == 60][0].flatten(1)  # the first training batch
+    stored_hits = sum(int((flat == img).all(1).any()) for img in first)
+    assert stored_hits < 12  # an unshifted draw is 1 in 25; a shifted image matches no stored one
+    sel = batches_of(tiny_scenario.splits["selection"].x)
+    assert any(torch.equal(x, sel) for x in seen)  # evaluation: the stored images
+    with pytest.raises(ConfigError, match="train.shift"):
+        train(RunConfig().override(TINY + ["method.name=baseline", "train.shift=14"]), tiny_scenario)

@@ -43,6 +43,17 @@ def batches_of(x: Tensor) -> Tensor:
     return x.unsqueeze(1).float().div_(255.0)
 
 
+def random_shift(x: Tensor, k: int, generator: torch.Generator) -> Tensor:
+    """Each image of ``x`` (B, C, H, W) translated by its own (dy, dx) ~ U{−k..k}², edges
+    replicated: x'[b, :, i, j] = x[b, :, clamp(i − dy_b), clamp(j − dx_b)]."""
+    b, _, h, w = x.shape
+    d = torch.randint(-k, k + 1, (2, b), generator=generator).to(x.device)
+    rows = (torch.arange(h, device=x.device) - d[0, :, None]).clamp_(0, h - 1)  # (B, H)
+    cols = (torch.arange(w, device=x.device) - d[1, :, None]).clamp_(0, w - 1)  # (B, W)
+    return x[torch.arange(b, device=x.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]
+             ].permute(0, 3, 1, 2)
+
+
 @dataclass
 class Trainee:
     """What a method trains on, handed over by :meth:`Method.setup`: the network, the training
@@ -64,9 +75,13 @@ class Trainee:
         return self.cfg.amp and self.device.type == "cuda"
 
     def forward(self, idx: Tensor):
-        """(parts, logits) of training images ``idx``, under autocast when ``amp``."""
+        """(parts, logits) of training images ``idx`` (shifted by up to ``train.shift`` pixels),
+        under autocast when ``amp``."""
+        x = batches_of(self.data.x[idx])
+        if self.cfg.shift:
+            x = random_shift(x, self.cfg.shift, self.generator)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            return self.model(batches_of(self.data.x[idx]))
+            return self.model(x)
 
 
 def register(name: str):
@@ -180,6 +195,9 @@ class Method(nn.Module):
                               f"got {m.estimator_batches!r}")
         if m.penalty_batch not in ("drawn", "task"):
             raise ConfigError(f"method.penalty_batch must be 'drawn' or 'task', got {m.penalty_batch!r}")
+        if not 0 <= cfg.shift < min(data.x.shape[-2:]) // 2:
+            raise ConfigError(f"train.shift must be an integer from 0 to {min(data.x.shape[-2:]) // 2 - 1} "
+                              f"(pixels, for {tuple(data.x.shape[-2:])} images), got {cfg.shift}")
         if m.estimator_batches == "bank" and m.alternation != "per_step":
             raise ConfigError("method.estimator_batches=bank needs method.alternation=per_step")
         self.opt = self.make_optimiser(model, cfg)
