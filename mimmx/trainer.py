@@ -240,6 +240,10 @@ def _prepare(cfg: RunConfig, scenario: Scenario) -> tuple[MIMMNet, Method, torch
     method.seed(cfg.seed)
     train_split = scenario.splits["train"].to(device)
     n, batch = len(train_split), cfg.train.batch_size
+    size = tuple(train_split.x.shape[-2:])
+    if not 0 <= cfg.train.shift < min(size) // 2:
+        raise ConfigError(f"train.shift must be an integer from 0 to {min(size) // 2 - 1} "
+                          f"(pixels, for {size} images), got {cfg.train.shift}")
     method.setup(model, train_split, cfg.train, torch.Generator(device="cpu").manual_seed(cfg.seed))
     if method.n_fit < batch:
         which = "training images" if method.n_fit == n else "images the losses train on"

@@ -351,8 +351,9 @@ def test_random_shift_translates_each_image_by_its_own_offset():
 
 @pytest.mark.filterwarnings("ignore:the kept model is at chance")
 def test_train_shift_changes_training_not_evaluation(tiny_scenario, monkeypatch):
-    """train.shift feeds the losses shifted images (never the same as the stored ones), while the
-    evaluation passes see the images as stored; a shift too large for the images is refused."""
+    """train.shift feeds the losses shifted images (a stored image only where the draw is (0, 0),
+    1 in 25), while the evaluation passes see the images as stored; a shift too large for the
+    images is refused."""
     from mimmx.models.network import MIMMNet
 
     stored = batches_of(tiny_scenario.splits["train"].x)

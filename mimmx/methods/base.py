@@ -195,9 +195,6 @@ class Method(nn.Module):
                               f"got {m.estimator_batches!r}")
         if m.penalty_batch not in ("drawn", "task"):
             raise ConfigError(f"method.penalty_batch must be 'drawn' or 'task', got {m.penalty_batch!r}")
-        if not 0 <= cfg.shift < min(data.x.shape[-2:]) // 2:
-            raise ConfigError(f"train.shift must be an integer from 0 to {min(data.x.shape[-2:]) // 2 - 1} "
-                              f"(pixels, for {tuple(data.x.shape[-2:])} images), got {cfg.shift}")
         if m.estimator_batches == "bank" and m.alternation != "per_step":
             raise ConfigError("method.estimator_batches=bank needs method.alternation=per_step")
         self.opt = self.make_optimiser(model, cfg)
