@@ -1,6 +1,6 @@
 """Drive the app in a real headless browser: Debian's chromium and chromedriver through
 selenium (``pip install selenium``, a dev dependency). Used by ``tests/test_app_browser.py``
-and ``bench/bench_app.py``.
+and ``bench/bench_app.py``; ``bench/app_screenshot.py`` takes the README's screenshot with it.
 
 ``server(env)`` starts ``streamlit run app.py`` on a free port and waits until it answers;
 ``browser()`` opens headless chromium with a fresh profile and no background networking (these
