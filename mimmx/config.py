@@ -200,6 +200,10 @@ class TrainConfig:
         "Random translation of every training image by up to this many pixels along each axis "
         "(edges replicated), drawn afresh on every training forward pass, for every method alike; "
         "evaluation sees the images as they are. 0: none.")})
+    rotate: float = field(default=0.0, metadata={"help": (
+        "Random rotation of every training image about its centre by up to this many degrees "
+        "(bilinear, edges replicated), drawn afresh on every training forward pass before "
+        "train.shift, for every method alike; evaluation sees the images as they are. 0: none.")})
     # which evaluation's model is kept, judged on the confounded selection split only:
     # "y_cell_balanced" (its y accuracy with every cell (y, z_1..z_N) weighing the same, so that
     # a shortcut does not pay; docs/study/why-mimmx-works-history.md §12.3) | "y" (its plain y
@@ -220,7 +224,8 @@ _HASH_NEUTRAL = {("train", "channels_last"): False, ("method", "estimator", "red
                  ("method", "resample"): False, ("method", "penalty_batch"): "drawn",
                  ("method", "penalty_through"): "all", ("method", "dls_penalty"): False,
                  ("method", "estimator", "per_factor_batches"): False,
-                 ("model", "z_encoders"): "shared", ("train", "shift"): 0}
+                 ("model", "z_encoders"): "shared", ("train", "shift"): 0,
+                 ("train", "rotate"): 0.0}
 
 
 @dataclass

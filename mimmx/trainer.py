@@ -244,6 +244,8 @@ def _prepare(cfg: RunConfig, scenario: Scenario) -> tuple[MIMMNet, Method, torch
     if not 0 <= cfg.train.shift < min(size) // 2:
         raise ConfigError(f"train.shift must be an integer from 0 to {min(size) // 2 - 1} "
                           f"(pixels, for {size} images), got {cfg.train.shift}")
+    if not 0 <= cfg.train.rotate <= 180:
+        raise ConfigError(f"train.rotate must be a number of degrees from 0 to 180, got {cfg.train.rotate}")
     method.setup(model, train_split, cfg.train, torch.Generator(device="cpu").manual_seed(cfg.seed))
     if method.n_fit < batch:
         which = "training images" if method.n_fit == n else "images the losses train on"

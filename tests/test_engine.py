@@ -349,6 +349,29 @@ def test_random_shift_translates_each_image_by_its_own_offset():
     assert len({(int(a), int(c)) for a, c in d.T}) > 5
 
 
+def test_random_rotation_turns_each_image_by_its_own_angle():
+    """A bar through the centre comes out turned counter-clockwise (as displayed) by its image's
+    own θ ~ U(−a, a): its pixels' principal axis is at θ (within a degree), the angles differ and stay within ±a; a = 0
+    leaves the images as they are."""
+    from mimmx.methods.base import random_rotation
+
+    x = torch.zeros(32, 1, 41, 41)
+    x[:, 0, 20, 4:37] = 1.0  # a horizontal bar through the centre pixel
+    out = random_rotation(x, 30.0, torch.Generator().manual_seed(0))
+    theta = torch.empty(32).uniform_(-30.0, 30.0, generator=torch.Generator().manual_seed(0))
+    coords = torch.stack(torch.meshgrid(torch.arange(41.0), torch.arange(41.0), indexing="ij"), -1) - 20
+    for b in range(32):
+        w = out[b, 0].flatten()
+        p = coords.reshape(-1, 2)  # (row, col): row grows downwards
+        cov = (w[:, None, None] * p[:, :, None] * p[:, None, :]).sum(0) / w.sum()
+        axis = torch.linalg.eigh(cov).eigenvectors[:, -1]
+        angle = torch.rad2deg(torch.atan2(-axis[0], axis[1]))  # counter-clockwise as displayed
+        angle = (angle + 90) % 180 - 90
+        assert abs(angle - theta[b]) < 1.0, (b, float(angle), float(theta[b]))
+    assert theta.abs().max() <= 30 and theta.std() > 10
+    assert torch.allclose(random_rotation(x, 0.0, torch.Generator()), x, atol=1e-6)
+
+
 @pytest.mark.filterwarnings("ignore:the kept model is at chance")
 def test_train_shift_changes_training_not_evaluation(tiny_scenario, monkeypatch):
     """train.shift feeds the losses shifted images (a stored image only where the draw is (0, 0),
@@ -370,3 +393,5 @@ def test_train_shift_changes_training_not_evaluation(tiny_scenario, monkeypatch)
     assert any(torch.equal(x, sel) for x in seen)  # evaluation: the stored images
     with pytest.raises(ConfigError, match="train.shift"):
         train(RunConfig().override(TINY + ["method.name=baseline", "train.shift=14"]), tiny_scenario)
+    with pytest.raises(ConfigError, match="train.rotate must be a number of degrees"):
+        train(RunConfig().override(TINY + ["method.name=baseline", "train.rotate=-5"]), tiny_scenario)

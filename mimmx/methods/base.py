@@ -54,6 +54,17 @@ def random_shift(x: Tensor, k: int, generator: torch.Generator) -> Tensor:
              ].permute(0, 3, 1, 2)
 
 
+def random_rotation(x: Tensor, degrees: float, generator: torch.Generator) -> Tensor:
+    """Each image of ``x`` (B, C, H, W) turned counter-clockwise (as displayed) about its centre
+    by its own θ_b ~ U(−degrees, degrees), bilinear, edges replicated: x'(p) = x(R(θ_b)ᵀ p) with
+    p the pixel's centred coordinates, y pointing up."""
+    theta = torch.empty(len(x)).uniform_(-degrees, degrees, generator=generator).deg2rad_()
+    cos, sin, zero = theta.cos(), theta.sin(), torch.zeros_like(theta)
+    affine = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = F.affine_grid(affine.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 @dataclass
 class Trainee:
     """What a method trains on, handed over by :meth:`Method.setup`: the network, the training
@@ -75,9 +86,11 @@ class Trainee:
         return self.cfg.amp and self.device.type == "cuda"
 
     def forward(self, idx: Tensor):
-        """(parts, logits) of training images ``idx`` (shifted by up to ``train.shift`` pixels),
-        under autocast when ``amp``."""
+        """(parts, logits) of training images ``idx`` (rotated by up to ``train.rotate`` degrees,
+        then shifted by up to ``train.shift`` pixels), under autocast when ``amp``."""
         x = batches_of(self.data.x[idx])
+        if self.cfg.rotate:
+            x = random_rotation(x, self.cfg.rotate, self.generator)
         if self.cfg.shift:
             x = random_shift(x, self.cfg.shift, self.generator)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
