@@ -351,8 +351,8 @@ def test_random_shift_translates_each_image_by_its_own_offset():
 
 def test_random_rotation_turns_each_image_by_its_own_angle():
     """A bar through the centre comes out turned counter-clockwise (as displayed) by its image's
-    own θ ~ U(−a, a): its pixels' principal axis is at θ (within a degree), the angles differ and stay within ±a; a = 0
-    leaves the images as they are."""
+    own θ ~ U(−a, a): its pixels' principal axis is at θ (within a degree), the angles differ and
+    stay within ±a; a = 0 leaves the images as they are."""
     from mimmx.methods.base import random_rotation
 
     x = torch.zeros(32, 1, 41, 41)
