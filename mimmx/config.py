@@ -169,6 +169,12 @@ class MethodConfig:
         "L̄ = (Σ_i L_i + max(0, D)) / (N + 2), and λ·D is weighted γ_D = (max(0, D) / L̄)^α_Z like "
         "a factor's loss, so a dependence that lags behind the losses is pushed harder and a met "
         "one (D ≤ 0) pays nothing. Needs method.dls; methods with a dependence penalty only.")})
+    penalty_rotate: float = field(default=0.0, metadata={"help": (
+        "The penalty's and the estimator's batches turned by up to this many degrees (each image "
+        "by its own angle, before train.shift) in place of train.rotate, while the losses' batches "
+        "keep train.rotate: the few minority images the balanced penalty batches repeat come back "
+        "in new poses, so the penalty is harder to meet by fitting them one by one. Methods with a "
+        "dependence penalty only. 0: the penalty's batches are augmented as the losses' are.")})
     penalised: str = field(default="all", metadata={"help": (
         "The factors whose f_z the penalty pairs with f_y: \"all\", or a comma-separated list of "
         "factor names or z-indices (\"marker\", \"z1,z3\"). The heads learn every factor either "
@@ -204,6 +210,11 @@ class TrainConfig:
         "Random rotation of every training image about its centre by up to this many degrees "
         "(bilinear, edges replicated), drawn afresh on every training forward pass before "
         "train.shift, for every method alike; evaluation sees the images as they are. 0: none.")})
+    elastic: float = field(default=0.0, metadata={"help": (
+        "Random elastic distortion of every training image: a smooth displacement field (white "
+        "noise blurred by a Gaussian of 4 pixels) of this RMS length in pixels, drawn afresh on "
+        "every training forward pass before train.rotate and train.shift, for every method "
+        "alike; evaluation sees the images as they are. 0: none.")})
     # which evaluation's model is kept, judged on the confounded selection split only:
     # "y_cell_balanced" (its y accuracy with every cell (y, z_1..z_N) weighing the same, so that
     # a shortcut does not pay; docs/study/why-mimmx-works-history.md §12.3) | "y" (its plain y
@@ -225,7 +236,8 @@ _HASH_NEUTRAL = {("train", "channels_last"): False, ("method", "estimator", "red
                  ("method", "penalty_through"): "all", ("method", "dls_penalty"): False,
                  ("method", "estimator", "per_factor_batches"): False,
                  ("model", "z_encoders"): "shared", ("train", "shift"): 0,
-                 ("train", "rotate"): 0.0}
+                 ("train", "rotate"): 0.0, ("train", "elastic"): 0.0,
+                 ("method", "penalty_rotate"): 0.0}
 
 
 @dataclass
@@ -328,6 +340,7 @@ _RANGES: dict[str, tuple[str, typing.Callable[[float], bool]]] = {
                                               "group_eta", "group_l2")},
     "method.n_b": _at_least(1), "method.jtt_epochs": _at_least(1),
     "method.penalty_split": ("in [0, 1)", lambda v: 0 <= v < 1),
+    "method.penalty_rotate": ("in [0, 180] (degrees)", lambda v: 0 <= v <= 180),
     "method.jtt_upweight": _at_least(0, open_=True),
     "method.estimator.width": _at_least(1), "method.estimator.n_shuffles": _at_least(1),
     "method.estimator.batch_size": _at_least(2),

@@ -246,6 +246,9 @@ def _prepare(cfg: RunConfig, scenario: Scenario) -> tuple[MIMMNet, Method, torch
                           f"(pixels, for {size} images), got {cfg.train.shift}")
     if not 0 <= cfg.train.rotate <= 180:
         raise ConfigError(f"train.rotate must be a number of degrees from 0 to 180, got {cfg.train.rotate}")
+    if not 0 <= cfg.train.elastic <= min(size) / 4:
+        raise ConfigError(f"train.elastic must be an RMS displacement from 0 to {min(size) / 4:g} pixels "
+                          f"(for {size} images), got {cfg.train.elastic}")
     method.setup(model, train_split, cfg.train, torch.Generator(device="cpu").manual_seed(cfg.seed))
     if method.n_fit < batch:
         which = "training images" if method.n_fit == n else "images the losses train on"

@@ -372,6 +372,45 @@ def test_random_rotation_turns_each_image_by_its_own_angle():
     assert torch.allclose(random_rotation(x, 0.0, torch.Generator()), x, atol=1e-6)
 
 
+def test_random_elastic_moves_each_image_by_its_own_smooth_field():
+    """On a ramp x(p) = column of p, a warp x'(p) = x(p + u(p)) reads back u's column part
+    exactly (bilinear interpolation is exact on a linear image): away from the border its RMS
+    is the asked length (both components share it equally in expectation), neighbouring pixels
+    move alike (a field blurred by σ = 4 px), and each image has its own field; 0 is none."""
+    from mimmx.methods.base import random_elastic
+
+    n = 64
+    ramp = torch.arange(n, dtype=torch.float64).expand(8, 1, n, n).contiguous()
+    out = random_elastic(ramp, 2.0, torch.Generator().manual_seed(0))
+    u = (out - ramp)[:, 0, 16:-16, 16:-16]  # the column displacement, away from the border
+    rms = float(u.square().mean().sqrt())
+    assert 2.0 / 2 ** 0.5 * 0.6 < rms < 2.0 / 2 ** 0.5 * 1.4, rms
+    step = (u[:, :, 1:] - u[:, :, :-1]).square().mean().sqrt()
+    assert step < 0.25 * rms  # smooth (σ = 4: 0.18 of it; white noise would give 1.41)
+    assert (u[0] - u[1]).abs().mean() > 0.3 * rms  # its own field per image
+    assert torch.allclose(random_elastic(ramp, 0.0, torch.Generator()), ramp)
+
+
+@pytest.mark.filterwarnings("ignore:the kept model is at chance")
+def test_penalty_rotate_turns_the_penalty_and_estimator_batches_only(tiny_scenario, monkeypatch):
+    """method.penalty_rotate=30: every encoder pass of the penalty's batch and of the N_B − 1
+    estimator steps turns its images by up to 30°, the losses' batch is not turned (train.rotate
+    = 0): per training batch one unturned pass and N_B turned ones."""
+    import mimmx.methods.base as base
+
+    turned, passes = [], []
+    rotation, forward = base.random_rotation, base.Trainee.forward
+    monkeypatch.setattr(base, "random_rotation", lambda x, d, g: turned.append(d) or rotation(x, d, g))
+    monkeypatch.setattr(base.Trainee, "forward", lambda self, idx, rotate=None: passes.append(rotate)
+                        or forward(self, idx, rotate))
+    cfg = RunConfig().override(TINY + ["method.name=mimmx", "train.epochs=1", "method.penalty_rotate=30",
+                                       "method.estimator.balanced=true"])
+    train(cfg, tiny_scenario)
+    n_batches = 900 // 60
+    assert passes.count(None) == n_batches and passes.count(30.0) == 3 * n_batches  # N_B = 3
+    assert turned == [30.0] * (3 * n_batches)
+
+
 @pytest.mark.filterwarnings("ignore:the kept model is at chance")
 def test_train_shift_changes_training_not_evaluation(tiny_scenario, monkeypatch):
     """train.shift feeds the losses shifted images (a stored image only where the draw is (0, 0),
@@ -395,3 +434,5 @@ def test_train_shift_changes_training_not_evaluation(tiny_scenario, monkeypatch)
         train(RunConfig().override(TINY + ["method.name=baseline", "train.shift=14"]), tiny_scenario)
     with pytest.raises(ConfigError, match="train.rotate must be a number of degrees"):
         train(RunConfig().override(TINY + ["method.name=baseline", "train.rotate=-5"]), tiny_scenario)
+    with pytest.raises(ConfigError, match="train.elastic must be an RMS displacement"):
+        train(RunConfig().override(TINY + ["method.name=baseline", "train.elastic=9"]), tiny_scenario)

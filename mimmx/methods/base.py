@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
 from torch import Tensor, nn
 
 from mimmx.config import MethodConfig, TrainConfig
@@ -65,6 +66,22 @@ def random_rotation(x: Tensor, degrees: float, generator: torch.Generator) -> Te
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def random_elastic(x: Tensor, rms: float, generator: torch.Generator, sigma: float = 4.0) -> Tensor:
+    """Each image of ``x`` (B, C, H, W) warped by its own smooth displacement field (Simard et
+    al., 2003): u = white noise blurred by a Gaussian of ``sigma`` pixels, scaled to an RMS
+    length of ``rms`` pixels per image; x'(p) = x(p + u_b(p)), bilinear, edges replicated."""
+    b, _, h, w = x.shape
+    noise = torch.empty(b, 2, h, w).uniform_(-1.0, 1.0, generator=generator).to(x.device, x.dtype)
+    radius = min(int(3 * sigma), (min(h, w) - 1) // 2)
+    u = TF.gaussian_blur(noise, [2 * radius + 1] * 2, [sigma, sigma])
+    u = u * (rms / u.square().sum(1).mean((1, 2)).sqrt().clamp_min(1e-12))[:, None, None, None]
+    scale = torch.tensor([2.0 / w, 2.0 / h], device=x.device, dtype=x.dtype)  # pixels -> [-1, 1]
+    identity = torch.eye(2, 3, device=x.device, dtype=x.dtype).expand(b, 2, 3)
+    grid = F.affine_grid(identity, list(x.shape), align_corners=False)
+    grid = grid + u.permute(0, 2, 3, 1) * scale  # (B, H, W, 2): (x, y) = (column, row)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 @dataclass
 class Trainee:
     """What a method trains on, handed over by :meth:`Method.setup`: the network, the training
@@ -85,12 +102,16 @@ class Trainee:
     def amp(self) -> bool:
         return self.cfg.amp and self.device.type == "cuda"
 
-    def forward(self, idx: Tensor):
-        """(parts, logits) of training images ``idx`` (rotated by up to ``train.rotate`` degrees,
-        then shifted by up to ``train.shift`` pixels), under autocast when ``amp``."""
+    def forward(self, idx: Tensor, rotate: float | None = None):
+        """(parts, logits) of training images ``idx`` (warped by ``train.elastic``, rotated by up
+        to ``rotate`` degrees, by default ``train.rotate``, then shifted by up to ``train.shift``
+        pixels), under autocast when ``amp``."""
         x = batches_of(self.data.x[idx])
-        if self.cfg.rotate:
-            x = random_rotation(x, self.cfg.rotate, self.generator)
+        rotate = self.cfg.rotate if rotate is None else rotate
+        if self.cfg.elastic:
+            x = random_elastic(x, self.cfg.elastic, self.generator)
+        if rotate:
+            x = random_rotation(x, rotate, self.generator)
         if self.cfg.shift:
             x = random_shift(x, self.cfg.shift, self.generator)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
@@ -285,6 +306,11 @@ class Method(nn.Module):
         return torch.multinomial(self.draw_weights, size, replacement=True,
                                  generator=t.generator).to(t.device)
 
+    @property
+    def _penalty_rotate(self) -> float | None:
+        """Degrees the penalty's and estimator's batches turn by (None: ``train.rotate``)."""
+        return self.cfg.penalty_rotate or None
+
     def encoder_step(self, idx: Tensor, pen_idx: Tensor | None, progress: float) -> dict:
         """One step of the network on :meth:`encoder_loss`; the penalty on the batch ``pen_idx``
         when given."""
@@ -293,7 +319,7 @@ class Method(nn.Module):
         y, z = t.data.y[idx], t.data.z[idx]
         pen_batch = (parts, y, z)
         if pen_idx is not None:
-            pen_parts, _ = t.forward(pen_idx)
+            pen_parts, _ = t.forward(pen_idx, self._penalty_rotate)
             pen_batch = (pen_parts, t.data.y[pen_idx], t.data.z[pen_idx])
         with torch.autocast(t.device.type, dtype=torch.bfloat16, enabled=t.amp):
             loss, logs = self.encoder_loss(parts, logits, y, z, progress, pen_batch)
@@ -307,7 +333,7 @@ class Method(nn.Module):
     @torch.no_grad()
     def _features(self, idx: Tensor) -> tuple:
         """(parts, y, z) of training images ``idx``, for the estimator (no gradient to the encoder)."""
-        parts, _ = self.t.forward(idx)
+        parts, _ = self.t.forward(idx, self._penalty_rotate)
         return [p.float() for p in parts], self.t.data.y[idx], self.t.data.z[idx]
 
     def estimator_step(self, batch: tuple) -> dict:

@@ -79,7 +79,7 @@ class DependencePenalty(Method):
     reads = ("lam", "warmup_epochs", "one_sided", "grad_scaling", "nonnegative", "penalty_split", "debias",
              "penalised", "resample", "penalty_batch", "penalty_through", "dls_penalty",
              "estimator.per_factor", "estimator.balanced", "estimator.batch_size",
-             "estimator.per_factor_batches")
+             "estimator.per_factor_batches", "penalty_rotate")
     # the estimator's own knobs, for those with networks that train between encoder steps
     TRAINED = {"mine": ("width", "marginals", "gradient", "ema_rate", "conditional", "n_shuffles",
                         "standardize"),
