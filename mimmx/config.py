@@ -106,6 +106,12 @@ class MethodConfig:
         "MINE estimate of their mutual information). 0 = the plain objective.")})
     dls: bool = True  # Dynamic Loss Scaling
     caw: bool = True  # Confounder Attention Weighter
+    caw_temperature: float | None = field(default=None, metadata={"help": (
+        "τ of the Confounder Attention Weighter's softmax over the factors, w = softmax(s / τ). "
+        "With one estimator per factor the scores s are the factors' estimates (nats) and the "
+        "penalty is Σ_i N·w_i·D_i: a small τ weighs the factor f_y leaks most almost alone (a "
+        "soft maximum), a large τ weighs them alike. None: CAW's default (0.1 on per-factor "
+        "estimates, 1.0 for the learned scorer of the joint estimator).")})
     alpha_y: float = field(default=0.3, metadata={"help": (
         "α_Y: the Dynamic Loss Scaling (DLS) exponent of the primary task's loss: its weight is "
         "γ_0 = (L_0 / L̄)^α_Y, L̄ the mean of all the heads' losses. A y loss above the mean gets "
@@ -237,7 +243,7 @@ _HASH_NEUTRAL = {("train", "channels_last"): False, ("method", "estimator", "red
                  ("method", "estimator", "per_factor_batches"): False,
                  ("model", "z_encoders"): "shared", ("train", "shift"): 0,
                  ("train", "rotate"): 0.0, ("train", "elastic"): 0.0,
-                 ("method", "penalty_rotate"): 0.0}
+                 ("method", "penalty_rotate"): 0.0, ("method", "caw_temperature"): None}
 
 
 @dataclass
@@ -341,6 +347,7 @@ _RANGES: dict[str, tuple[str, typing.Callable[[float], bool]]] = {
     "method.n_b": _at_least(1), "method.jtt_epochs": _at_least(1),
     "method.penalty_split": ("in [0, 1)", lambda v: 0 <= v < 1),
     "method.penalty_rotate": ("in [0, 180] (degrees)", lambda v: 0 <= v <= 180),
+    "method.caw_temperature": _at_least(0, open_=True),
     "method.jtt_upweight": _at_least(0, open_=True),
     "method.estimator.width": _at_least(1), "method.estimator.n_shuffles": _at_least(1),
     "method.estimator.batch_size": _at_least(2),

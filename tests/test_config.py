@@ -63,7 +63,7 @@ def test_keys_added_later_keep_old_hashes_at_their_neutral_value():
     del legacy["method"]["estimator"]["per_factor_batches"], legacy["model"]["z_encoders"]
     for key in ("group_eta", "group_l2", "jtt_epochs", "jtt_upweight", "nonnegative", "penalty_split",
                 "debias", "penalised", "resample", "penalty_batch", "penalty_through", "dls_penalty",
-                "penalty_rotate"):
+                "penalty_rotate", "caw_temperature"):
         del legacy["method"][key]
     old = hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()[:16]
     assert cfg.hash() == old
@@ -76,7 +76,7 @@ def test_keys_added_later_keep_old_hashes_at_their_neutral_value():
                    "method.estimator.per_factor_batches=true", "model.z_encoders=per_factor",
                    "method.resample=true", "method.penalty_batch=task", "method.penalty_through=majority",
                    "method.dls_penalty=true", "train.shift=2", "train.rotate=10", "train.elastic=1.5",
-                   "method.penalty_rotate=10"):
+                   "method.penalty_rotate=10", "method.caw_temperature=0.02"):
         assert cfg.override([change]).hash() != old, change
     assert RunConfig().hash() != old  # the default rule keeps models by the cell-balanced score
 

@@ -321,6 +321,28 @@ def test_nonnegative_penalty_never_rewards_a_negative_estimate(per_factor):
         assert torch.autograd.grad(pens[True], parts[0])[0].abs().sum() == 0  # no pull below 0
 
 
+@pytest.mark.parametrize("tau, expected", [(None, None), (0.001, 0.3), (1000.0, 0.2)])
+def test_caw_temperature_moves_the_penalty_from_the_factors_mean_to_its_maximum(tau, expected):
+    """Per-factor estimates D = (0.1, 0.3), reduce=mean: the penalty is (1/N)·Σ N·w_i·D_i with
+    w = softmax(D / τ): the default τ = 0.1 gives weights (0.12, 0.88), a small τ the maximum
+    (0.3), a large τ the mean (0.2)."""
+    dims = Dims(4, (3, 3), 2, (2, 2))
+    over = TINY + ["method.name=mimmx", "method.estimator.per_factor=true", "method.estimator.reduce=mean"]
+    if tau is not None:
+        over.append(f"method.caw_temperature={tau}")
+    method = build_method(RunConfig().override(over).method, dims, 1)
+    for est, d in zip(method.estimators, (0.1, 0.3), strict=True):
+        est.penalty = lambda f_y, *_, d=d: torch.tensor(d)
+    pen, logs = method.penalty([torch.randn(8, 4), torch.randn(8, 3), torch.randn(8, 3)],
+                               torch.randint(0, 2, (8,)), torch.randint(0, 2, (8, 2)))
+    if tau is None:
+        w = torch.softmax(torch.tensor([0.1, 0.3]) / 0.1, 0)
+        expected = float((w * torch.tensor([0.1, 0.3])).sum())
+    assert pen.item() == pytest.approx(expected, abs=1e-4)
+    with pytest.raises(ConfigError, match="caw_temperature"):
+        RunConfig().override(["method.caw_temperature=0"])
+
+
 def test_an_estimator_name_the_method_would_ignore_is_refused():
     dims = Dims(4, (3, 3), 2, (2, 2))
     with pytest.raises(ConfigError, match="'mimmx' always uses the 'mine' estimator"):

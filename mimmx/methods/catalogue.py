@@ -79,7 +79,7 @@ class DependencePenalty(Method):
     reads = ("lam", "warmup_epochs", "one_sided", "grad_scaling", "nonnegative", "penalty_split", "debias",
              "penalised", "resample", "penalty_batch", "penalty_through", "dls_penalty",
              "estimator.per_factor", "estimator.balanced", "estimator.batch_size",
-             "estimator.per_factor_batches", "penalty_rotate")
+             "estimator.per_factor_batches", "penalty_rotate", "caw_temperature")
     # the estimator's own knobs, for those with networks that train between encoder steps
     TRAINED = {"mine": ("width", "marginals", "gradient", "ema_rate", "conditional", "n_shuffles",
                         "standardize"),
@@ -134,10 +134,11 @@ class DependencePenalty(Method):
         self.attention = None
         if self.per_factor:
             self.estimators = nn.ModuleList([make(d, [i]) for i, d in zip(self.factors, z_dims)])
-            self.attention = CAW(z_dims, mode="dependence") if caw else None
+            self.attention = CAW(z_dims, mode="dependence", temperature=cfg.caw_temperature) if caw else None
         else:
             est = make(sum(z_dims), self.factors)
-            self.estimators = nn.ModuleList([CAWEstimator(est, CAW(z_dims)) if caw else est])
+            self.estimators = nn.ModuleList([CAWEstimator(est, CAW(z_dims, temperature=cfg.caw_temperature))
+                                             if caw else est])
 
     def settings(self) -> dict:
         e = self.cfg.estimator
